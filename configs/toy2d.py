@@ -1,0 +1,49 @@
+"""The paper's 2-D toy experiments (Figure 1 / gan_toy.py), sized for a 2-core CPU.
+
+Arguments (comma-separated, after a colon):
+  25gaussians (default) | 8gaussians | swissroll   the distribution
+  smoke                                            a few steps, for tests
+Example: python -m wgan_gp.main --config=configs/toy2d.py:8gaussians --workdir=runs/toy8
+"""
+
+from wgan_gp.config import TOY_SOURCES, base_config, parse_args
+
+
+def get_config(arg: str = ""):
+  args = parse_args(arg)
+  unknown = args - set(TOY_SOURCES) - {"smoke"}
+  if unknown:
+    raise ValueError(f"unknown toy2d.py arguments {sorted(unknown)}; "
+                     f"expected some of {list(TOY_SOURCES) + ['smoke']}")
+  config = base_config()
+  config.data.source = next((a for a in TOY_SOURCES if a in args), "25gaussians")
+
+  config.model.arch = "mlp"
+  config.model.z_dim = 2
+  config.model.width = 512
+  config.model.mlp_depth = 3
+
+  config.loss.gp_weight = 0.1  # the paper's toy λ
+  config.batch_size = 256
+  config.n_critic = 5
+  config.num_train_steps = 10_000
+  for opt in (config.optim.generator, config.optim.critic):
+    opt.learning_rate = 1e-4
+    opt.b1 = 0.5
+    opt.b2 = 0.9
+
+  config.log_every = 500
+  config.sample_every = 2_000
+  config.checkpoint_every = 2_000
+  config.eval_every = 2_000
+
+  if "smoke" in args:
+    config.model.width = 32
+    config.batch_size = 32
+    config.num_train_steps = 20
+    config.log_every = 5
+    config.sample_every = 10
+    config.checkpoint_every = 10
+    config.eval_every = 10
+    config.toy_eval_samples = 500
+  return config

@@ -1,0 +1,186 @@
+"""`python -m wgan_gp.main` end to end: outputs, resume after SIGTERM, errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import CELEBA_TAR, CONFIGS, REPO_ROOT, requires_celeba_tar, subprocess_env
+from wgan_gp import train
+from wgan_gp.checkpoint import Checkpointer, abstract_like
+from wgan_gp.config import load_config
+
+
+def _main_command(config, workdir, *overrides):
+  return [sys.executable, "-m", "wgan_gp.main", f"--config={CONFIGS / config}",
+          f"--workdir={workdir}", *overrides]
+
+
+def _run_main(config, workdir, *overrides, devices=1, check=True):
+  result = subprocess.run(_main_command(config, workdir, *overrides), env=subprocess_env(devices),
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+  if check and result.returncode != 0:
+    raise AssertionError(f"main failed ({result.returncode}):\n{result.stderr[-4000:]}")
+  return result
+
+
+def _checkpoint_steps(workdir):
+  return sorted(int(d) for d in os.listdir(workdir / "checkpoints") if d.isdigit())
+
+
+def _restore_params(config_name, workdir, overrides=None):
+  config = load_config(str(CONFIGS / config_name), overrides)
+  gan = train.build_gan(config)
+  checkpointer = Checkpointer(str(workdir / "checkpoints"), keep=5)
+  state, position = checkpointer.restore(abstract_like(train.create_train_state(config, gan)))
+  checkpointer.close()
+  return state, position
+
+
+def _read_jsonl(path):
+  with open(path) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_toy_smoke_run_writes_every_output(tmp_path):
+  workdir = tmp_path / "toy"
+  _run_main("toy2d.py:smoke", workdir)
+  assert _checkpoint_steps(workdir) == [10, 20]
+  metrics = _read_jsonl(workdir / "metrics.jsonl")
+  assert [m["step"] for m in metrics] == [5, 10, 15, 20]
+  for key in ("critic_loss", "generator_loss", "wasserstein", "gradient_penalty",
+              "interp_grad_norm_mean", "interp_grad_norm_max", "critic_grad_norm",
+              "generator_grad_norm", "steps_per_sec", "images_per_sec", "eta_minutes"):
+    assert np.isfinite(metrics[-1][key]), key
+  evals = _read_jsonl(workdir / "eval.jsonl")
+  assert [e["step"] for e in evals] == [10, 20]
+  assert 0 <= evals[-1]["eval/modes_captured"] <= 25
+  assert os.listdir(workdir / "tensorboard")[0].startswith("events.out.tfevents")
+  figure = Image.open(workdir / "samples" / "toy_step_0000020.png")
+  assert figure.size[0] >= 300
+  saved = json.loads((workdir / "config.json").read_text())
+  assert saved["data"]["source"] == "25gaussians" and saved["num_train_steps"] == 20
+
+
+def _write_image_folder(folder, count=40, size=(48, 56)):
+  folder.mkdir()
+  rng = np.random.default_rng(0)
+  for i in range(count):
+    pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(folder / f"{i:06d}.jpg", quality=90)
+  return folder
+
+
+def test_image_folder_smoke_run(tmp_path):
+  folder = _write_image_folder(tmp_path / "faces")
+  workdir = tmp_path / "run"
+  _run_main("celeba64.py:smoke", workdir, f"--config.data.path={folder}",
+            "--config.data.crop_size=40")
+  assert _checkpoint_steps(workdir) == [5, 10]
+  grid = np.asarray(Image.open(workdir / "samples" / "step_0000010.png"))
+  assert grid.shape == (4 * 34 + 2, 4 * 34 + 2, 3)  # 16 samples of 32 px, 2 px padding
+  assert grid.std() > 5  # generated content, not a blank canvas
+  _, position = _restore_params("celeba64.py:smoke", workdir)
+  assert position == 10 * 5 * 8  # steps × n_critic × batch
+
+
+@requires_celeba_tar
+def test_celeba_tar_smoke_run(tmp_path):
+  workdir = tmp_path / "celeba"
+  result = _run_main("celeba64.py:smoke,halfsize", workdir, f"--config.data.path={CELEBA_TAR}")
+  assert "Decoded 10000 images" in result.stderr
+  assert (workdir / "samples" / "step_0000010.png").exists()
+  assert len(_read_jsonl(workdir / "metrics.jsonl")) == 2
+
+
+def test_sigterm_then_resume_equals_uninterrupted_run(tmp_path):
+  overrides = ["--config.num_train_steps=300", "--config.log_every=1",
+               "--config.checkpoint_every=1000", "--config.model.width=64",
+               "--config.batch_size=64"]
+  straight = tmp_path / "straight"
+  _run_main("toy2d.py:smoke", straight, *overrides)
+
+  interrupted = tmp_path / "interrupted"
+  process = subprocess.Popen(_main_command("toy2d.py:smoke", interrupted, *overrides),
+                             env=subprocess_env(), cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+  metrics_file = interrupted / "metrics.jsonl"
+  deadline = time.time() + 300
+  while not (metrics_file.exists() and metrics_file.read_text().count("\n") >= 2):
+    assert process.poll() is None and time.time() < deadline, "run ended before the signal"
+    time.sleep(0.05)
+  process.send_signal(signal.SIGTERM)
+  _, stderr = process.communicate(timeout=300)
+  assert process.returncode == 0, stderr[-3000:]
+  assert "Stopped by SIGTERM" in stderr
+  stopped_at = _checkpoint_steps(interrupted)
+  assert len(stopped_at) == 1 and 2 <= stopped_at[0] < 300
+
+  _run_main("toy2d.py:smoke", interrupted, *overrides)
+  assert _checkpoint_steps(interrupted)[-1] == 300
+  a, _ = _restore_params("toy2d.py:smoke", straight, {"model.width": 64})
+  b, _ = _restore_params("toy2d.py:smoke", interrupted, {"model.width": 64})
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def _last_line(stderr):
+  return stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("overrides,devices,message", [
+    (["--config.loss.gp_wieght=1"], 1, "gp_wieght"),
+    (["--config.batch_size=abc"], 1, "batch_size"),
+    (["--config.batch_size=33"], 2, "batch_size=33 is not divisible by the 2 devices"),
+    (["--config.model.critic_norm=batchnorm"], 1, "per-sample gradient penalty"),
+])
+def test_bad_config_fails_with_one_clear_line(tmp_path, overrides, devices, message):
+  result = _run_main("toy2d.py:smoke", tmp_path / "w", *overrides, devices=devices, check=False)
+  assert result.returncode != 0
+  assert message in _last_line(result.stderr) or message in result.stderr.splitlines()[-2]
+  assert not (tmp_path / "w" / "checkpoints").exists() or not os.listdir(
+      tmp_path / "w" / "checkpoints")
+
+
+@pytest.mark.parametrize("path_kind,message", [
+    ("missing", "image data not found"),
+    ("empty", "no .jpg/.jpeg/.png images"),
+    ("undecodable", "could be decoded"),
+])
+def test_bad_image_data_fails_with_one_clear_line(tmp_path, path_kind, message):
+  path = tmp_path / "data"
+  if path_kind != "missing":
+    path.mkdir()
+  if path_kind == "undecodable":
+    (path / "a.jpg").write_bytes(b"junk")
+  result = _run_main("celeba64.py:smoke", tmp_path / "w", f"--config.data.path={path}",
+                     check=False)
+  assert result.returncode == 1
+  assert _last_line(result.stderr).startswith("error: ") and message in _last_line(result.stderr)
+
+
+def test_incompatible_workdir_is_refused_and_left_intact(tmp_path):
+  workdir = tmp_path / "w"
+  _run_main("toy2d.py:smoke", workdir)
+  result = _run_main("toy2d.py:smoke", workdir, "--config.model.width=64", check=False)
+  assert result.returncode == 1
+  assert "incompatible config (model.width: 32 -> 64)" in _last_line(result.stderr)
+  assert _checkpoint_steps(workdir) == [10, 20]
+
+
+def test_nonfinite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+  workdir = tmp_path / "w"
+  _run_main("toy2d.py:smoke", workdir)
+  result = _run_main("toy2d.py:smoke", workdir, "--config.num_train_steps=40",
+                     "--config.optim.critic.learning_rate=1e38", check=False)
+  assert result.returncode == 1
+  line = _last_line(result.stderr)
+  assert line.startswith("error: non-finite") and "at step 2" in line, line
+  assert "last good checkpoint is step 20" in line
+  assert _checkpoint_steps(workdir) == [10, 20]

@@ -1,0 +1,26 @@
+"""WGAN-GP in JAX/Flax.
+
+The pieces a notebook needs, without the command line:
+
+    config = wgan_gp.load_config("configs/toy2d.py:8gaussians")
+    gan = wgan_gp.build_gan(config, wgan_gp.AXIS_NAME)
+    source = wgan_gp.create_source(config.data, config.seed)
+    state = wgan_gp.replicate(wgan_gp.create_train_state(config, gan))
+    step = wgan_gp.make_train_step(config, gan, source)
+    state, metrics = step(state, None)   # toy data is sampled on the device
+    wgan_gp.host_metrics(metrics)        # {'critic_loss': ..., 'wasserstein': ...}
+"""
+
+from wgan_gp.config import base_config, load_config
+from wgan_gp.data import (AXIS_NAME, create_source, prefetch_to_devices, replicate, shard_batch,
+                          unreplicate)
+from wgan_gp.models import GAN
+from wgan_gp.train import (GANState, build_gan, create_train_state, host_metrics,
+                           make_train_step, train_and_evaluate, train_step)
+
+__all__ = [
+    "AXIS_NAME", "GAN", "GANState", "base_config", "build_gan", "create_source",
+    "create_train_state", "host_metrics", "load_config", "make_train_step",
+    "prefetch_to_devices", "replicate", "shard_batch", "train_and_evaluate", "train_step",
+    "unreplicate",
+]

@@ -1,0 +1,294 @@
+"""Generators and critics of the WGAN-GP paper, exposed as pure functions.
+
+`build_gan(model_config, data_shape)` returns a `GAN` whose `generate(g_params, z)`
+and `criticize(d_params, x)` are pure functions of (params, input). Architectures:
+
+- `dcgan`: the DCGAN pair of the paper's 64×64 code (5×5 stride-2 convolutions,
+  LayerNorm or nothing in the critic, BatchNorm or nothing in the generator);
+  any power-of-two image size ≥ 8 (64×64, 32×32, ...).
+- `resnet`: the paper's 64×64 ResNet pair (critic: residual blocks that downsample by
+  conv + mean-pool; generator: nearest upsampling + conv).
+- `mlp`: the 2-D toy pair (ReLU MLPs).
+
+No critic has BatchNorm: the gradient penalty is defined per input sample.
+"""
+
+import dataclasses
+import functools
+import math
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from wgan_gp import layers
+
+ARCHS = ("dcgan", "resnet", "mlp")
+CRITIC_NORMS = ("layernorm", "none")
+GENERATOR_NORMS = ("batchnorm", "none")
+
+
+def _num_resolution_stages(image_size: int) -> int:
+  """Number of 2× resampling stages between 4×4 and `image_size`."""
+  stages = int(round(math.log2(image_size))) - 2
+  if image_size < 8 or 2 ** (stages + 2) != image_size:
+    raise ValueError(
+        f"image_size={image_size} is not supported: convolutional models need a power "
+        "of two >= 8 (e.g. 32 or 64); set --config.data.image_size accordingly")
+  return stages
+
+
+def _channel_multipliers(stages: int) -> list[int]:
+  """Critic widths (× model.width) from the image up to 4×4, capped at 8 as in the paper."""
+  return [min(2 ** i, 8) for i in range(stages + 1)]
+
+
+def _critic_norm(kind: str):
+  return layers.LayerNorm() if kind == "layernorm" else (lambda x: x)
+
+
+# ------------------------------------------------------------------------ DCGAN
+
+
+class DCGANGenerator(nn.Module):
+  image_size: int
+  channels: int
+  width: int
+  norm: str = "batchnorm"
+  axis_name: str | None = None
+  impl: str = "xla"
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, z):
+    stages = _num_resolution_stages(self.image_size)
+    widths = [self.width * m for m in reversed(_channel_multipliers(stages - 1))]
+    batchnorm = self.norm == "batchnorm"
+    # A bias right before BatchNorm is cancelled by it: its gradient is pure rounding
+    # noise, which Adam would amplify into a random walk. Such layers get none.
+    x = layers.Dense(4 * 4 * widths[0], init="dcgan", use_bias=not batchnorm,
+                     dtype=self.dtype)(z)
+    x = x.reshape(z.shape[0], 4, 4, widths[0])
+    for out_width in widths[1:] + [None]:
+      if batchnorm:
+        x = layers.BatchNorm(axis_name=self.axis_name)(x)
+      x = nn.relu(x)
+      is_output = out_width is None
+      x = layers.ConvTranspose(self.channels if is_output else out_width, 5, init="dcgan",
+                               use_bias=is_output or not batchnorm, impl=self.impl,
+                               dtype=self.dtype)(x)
+    return jnp.tanh(x.astype(jnp.float32))
+
+
+class DCGANCritic(nn.Module):
+  width: int
+  norm: str = "layernorm"
+  impl: str = "xla"
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x):
+    stages = _num_resolution_stages(x.shape[1])
+    for i, mult in enumerate(_channel_multipliers(stages - 1)):
+      x = layers.Conv(self.width * mult, 5, stride=2, init="dcgan", impl=self.impl,
+                      dtype=self.dtype)(x)
+      if i > 0:  # the paper's critic leaves its first layer unnormalised
+        x = _critic_norm(self.norm)(x)
+      x = nn.leaky_relu(x, 0.2)
+    x = x.reshape(x.shape[0], -1)
+    return layers.Dense(1, init="dcgan", dtype=self.dtype)(x)[:, 0].astype(jnp.float32)
+
+
+# ----------------------------------------------------------------------- ResNet
+
+
+class ResidualBlockUp(nn.Module):
+  features: int
+  norm: str
+  axis_name: str | None
+  impl: str
+  dtype: Any
+
+  @nn.compact
+  def __call__(self, x):
+    conv = lambda f, k, **kw: layers.Conv(f, k, impl=self.impl, dtype=self.dtype, **kw)
+    batchnorm = self.norm == "batchnorm"
+    norm = ((lambda: layers.BatchNorm(axis_name=self.axis_name))
+            if batchnorm else (lambda: (lambda y: y)))
+    # With BatchNorm, every per-channel constant added here is removed by a later
+    # BatchNorm (the generator's last one at the latest): biases would be dead weight.
+    shortcut = conv(self.features, 1, init="glorot", use_bias=not batchnorm)(
+        layers.upsample_nearest(x))
+    y = nn.relu(norm()(x))
+    y = conv(self.features, 3, use_bias=False)(layers.upsample_nearest(y))
+    y = nn.relu(norm()(y))
+    y = conv(self.features, 3, use_bias=not batchnorm)(y)
+    return shortcut + y
+
+
+class ResidualBlockDown(nn.Module):
+  features: int
+  norm: str
+  impl: str
+  dtype: Any
+
+  @nn.compact
+  def __call__(self, x):
+    conv = lambda f, k, **kw: layers.Conv(f, k, impl=self.impl, dtype=self.dtype, **kw)
+    shortcut = conv(self.features, 1, init="glorot")(layers.mean_pool(x))
+    y = nn.relu(_critic_norm(self.norm)(x))
+    y = conv(x.shape[-1], 3, use_bias=False)(y)
+    y = nn.relu(_critic_norm(self.norm)(y))
+    y = layers.mean_pool(conv(self.features, 3)(y))
+    return shortcut + y
+
+
+class ResNetGenerator(nn.Module):
+  image_size: int
+  channels: int
+  width: int
+  norm: str = "batchnorm"
+  axis_name: str | None = None
+  impl: str = "xla"
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, z):
+    stages = _num_resolution_stages(self.image_size)
+    widths = [self.width * m for m in reversed(_channel_multipliers(stages))]
+    x = layers.Dense(4 * 4 * widths[0], init="glorot", use_bias=self.norm != "batchnorm",
+                     dtype=self.dtype)(z)
+    x = x.reshape(z.shape[0], 4, 4, widths[0])
+    for out_width in widths[1:]:
+      x = ResidualBlockUp(out_width, self.norm, self.axis_name, self.impl, self.dtype)(x)
+    if self.norm == "batchnorm":
+      x = layers.BatchNorm(axis_name=self.axis_name)(x)
+    x = layers.Conv(self.channels, 3, init="he", impl=self.impl, dtype=self.dtype)(nn.relu(x))
+    return jnp.tanh(x.astype(jnp.float32))
+
+
+class ResNetCritic(nn.Module):
+  width: int
+  norm: str = "layernorm"
+  impl: str = "xla"
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x):
+    stages = _num_resolution_stages(x.shape[1])
+    widths = [self.width * m for m in _channel_multipliers(stages)]
+    x = layers.Conv(widths[0], 3, init="glorot", impl=self.impl, dtype=self.dtype)(x)
+    for out_width in widths[1:]:
+      x = ResidualBlockDown(out_width, self.norm, self.impl, self.dtype)(x)
+    x = x.reshape(x.shape[0], -1)
+    return layers.Dense(1, init="glorot", dtype=self.dtype)(x)[:, 0].astype(jnp.float32)
+
+
+# -------------------------------------------------------------------------- MLP
+
+
+class MLP(nn.Module):
+  """`depth` hidden ReLU layers of `width` units, then a linear output layer."""
+  width: int
+  depth: int
+  out_features: int
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x):
+    for _ in range(self.depth):
+      x = nn.relu(layers.Dense(self.width, init="he_fan_in", dtype=self.dtype)(x))
+    return layers.Dense(self.out_features, init="glorot", dtype=self.dtype)(x).astype(jnp.float32)
+
+
+class MLPCritic(nn.Module):
+  width: int
+  depth: int
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x):
+    return MLP(self.width, self.depth, 1, self.dtype)(x)[:, 0]
+
+
+# ---------------------------------------------------------------------- the pair
+
+
+@dataclasses.dataclass(frozen=True)
+class GAN:
+  """A generator/critic pair as pure functions of (params, input)."""
+  generator: nn.Module
+  critic: nn.Module
+  z_dim: int
+  data_shape: tuple[int, ...]
+
+  def init(self, seed: int) -> tuple[Any, Any]:
+    """Returns (generator params, critic params), initialised from `seed`."""
+    return _init_params(self, seed)
+
+  def generate(self, g_params, z):
+    """Samples for latent codes z [N, z_dim]: images in [-1, 1] (NHWC) or 2-D points."""
+    return self.generator.apply({"params": g_params}, z)
+
+  def criticize(self, d_params, x):
+    """Critic scores [N] for inputs x [N, *data_shape]."""
+    return self.critic.apply({"params": d_params}, x)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _init_params(gan: GAN, seed: int):
+  # One compiled program for all parameters; 'rbg' keys compile ~5x faster than
+  # threefry on XLA:CPU, which matters with one random draw per parameter.
+  g_key, d_key = jax.random.split(jax.random.key(seed, impl="rbg"))
+  z = jnp.zeros((2, gan.z_dim), jnp.float32)
+  x = jnp.zeros((2, *gan.data_shape), jnp.float32)
+  return gan.generator.init(g_key, z)["params"], gan.critic.init(d_key, x)["params"]
+
+
+def build_gan(model_config, data_shape, axis_name: str | None = None) -> GAN:
+  """The GAN named by `model_config.arch` for data of shape `data_shape` (no batch axis).
+
+  `axis_name`: the pmap axis over which the generator's BatchNorm shares batch
+  statistics; leave None outside pmap (sampling, notebooks).
+  """
+  arch = model_config.arch
+  if arch not in ARCHS:
+    raise ValueError(f"unknown model.arch {arch!r}; expected one of {ARCHS}")
+  if model_config.critic_norm not in CRITIC_NORMS:
+    raise ValueError(f"model.critic_norm={model_config.critic_norm!r} is not supported; "
+                     f"expected one of {CRITIC_NORMS} (BatchNorm would break the per-sample "
+                     "gradient penalty)")
+  if model_config.generator_norm not in GENERATOR_NORMS:
+    raise ValueError(f"unknown model.generator_norm {model_config.generator_norm!r}; "
+                     f"expected one of {GENERATOR_NORMS}")
+  dtype = compute_dtype(model_config)
+  width = model_config.width
+  if arch == "mlp":
+    if len(data_shape) != 1:
+      raise ValueError(f"model.arch='mlp' needs vector data, got data shape {data_shape}; "
+                       "use 'dcgan' or 'resnet' for images")
+    generator = MLP(width, model_config.mlp_depth, data_shape[0], dtype)
+    critic = MLPCritic(width, model_config.mlp_depth, dtype)
+  else:
+    if len(data_shape) != 3:
+      raise ValueError(f"model.arch={arch!r} needs image data, got data shape {data_shape}; "
+                       "use 'mlp' for the 2-D toy data")
+    image_size, channels = data_shape[0], data_shape[2]
+    _num_resolution_stages(image_size)
+    gen_cls, critic_cls = (DCGANGenerator, DCGANCritic) if arch == "dcgan" else (
+        ResNetGenerator, ResNetCritic)
+    generator = gen_cls(image_size, channels, width, model_config.generator_norm, axis_name,
+                        model_config.conv_impl, dtype)
+    critic = critic_cls(width, model_config.critic_norm, model_config.conv_impl, dtype)
+  return GAN(generator, critic, model_config.z_dim, tuple(data_shape))
+
+
+def compute_dtype(model_config):
+  """Activation/matmul dtype: None (float32) or bfloat16 for mixed precision."""
+  name = model_config.get("compute_dtype", "float32")
+  if name == "float32":
+    return None
+  if name == "bfloat16":
+    return jnp.bfloat16
+  raise ValueError(f"model.compute_dtype={name!r}; expected 'float32' or 'bfloat16'")

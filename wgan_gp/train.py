@@ -1,0 +1,460 @@
+"""The GAN state, the WGAN-GP iteration, and the training loop.
+
+Library first: `create_train_state`, `train_step` and `make_train_step` are what a
+notebook uses; `train_and_evaluate` is the loop behind `python -m wgan_gp.main`.
+"""
+
+import functools
+import itertools
+import json
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from wgan_gp import losses
+from wgan_gp.data import AXIS_NAME
+from wgan_gp.models import GAN, build_gan as _build_gan
+
+# Salts that keep the random streams of a step apart (fold_in constants).
+CRITIC_STREAM, GENERATOR_STREAM = 0, 1
+Z_SALT, EPS_SALT, REAL_SALT, FLIP_SALT = 0, 1, 2, 3
+
+
+@flax.struct.dataclass
+class GANState:
+  """Everything one training iteration changes, as one pytree."""
+  step: jax.Array  # generator updates done, int32 scalar
+  g_params: Any
+  d_params: Any
+  g_opt_state: Any
+  d_opt_state: Any
+  ema_g_params: Any  # exponential moving average of g_params, for samples and evaluation
+  rng: jax.Array  # root key; each step derives its randomness by fold_in(rng, step)
+
+
+def build_gan(config, axis_name: str | None = None) -> GAN:
+  """The model pair for `config` (data shape from config.data)."""
+  from wgan_gp.data import data_shape
+  return _build_gan(config.model, data_shape(config.data), axis_name)
+
+
+# ------------------------------------------------------------------- Optimisers
+
+
+def make_optimizer(opt_config, total_updates: int) -> optax.GradientTransformation:
+  """Adam with the paper's defaults; the learning rate is constant or decays linearly to 0."""
+  if opt_config.schedule == "constant":
+    learning_rate = opt_config.learning_rate
+  elif opt_config.schedule == "linear":
+    learning_rate = optax.linear_schedule(opt_config.learning_rate, 0.0, max(total_updates, 1))
+  else:
+    raise ValueError(f"unknown optimizer schedule {opt_config.schedule!r}; "
+                     "expected 'constant' or 'linear'")
+  if opt_config.name == "adam":
+    return optax.adam(learning_rate, b1=opt_config.b1, b2=opt_config.b2, eps=opt_config.eps)
+  raise ValueError(f"unknown optimizer {opt_config.name!r}; expected 'adam'")
+
+
+def make_optimizers(config) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
+  """(generator optimiser, critic optimiser); the critic updates n_critic times per step."""
+  return (make_optimizer(config.optim.generator, config.num_train_steps),
+          make_optimizer(config.optim.critic, config.num_train_steps * config.n_critic))
+
+
+# ------------------------------------------------------------------------ State
+
+
+def create_train_state(config, gan: GAN, seed: int | None = None) -> GANState:
+  """A fresh state on the default device (replicate it for the pmapped step)."""
+  seed = config.seed if seed is None else seed
+  g_optimizer, d_optimizer = make_optimizers(config)
+
+  @jax.jit
+  def init():
+    g_params, d_params = gan.init(seed)
+    return GANState(
+        step=jnp.zeros((), jnp.int32),
+        g_params=g_params,
+        d_params=d_params,
+        g_opt_state=g_optimizer.init(g_params),
+        d_opt_state=d_optimizer.init(d_params),
+        ema_g_params=g_params,
+        rng=jax.random.PRNGKey(seed),
+    )
+
+  return init()
+
+
+# ------------------------------------------------------------------ Update step
+
+
+def sample_keys(rng, step, stream: tuple, global_indices):
+  """One key per sample of a step's random stream, from the sample's global index.
+
+  Randomness depends on (step, stream, index in the global batch) only, never on how
+  the global batch is split across devices and processes. Streams: (CRITIC_STREAM, k)
+  for critic update k, (GENERATOR_STREAM,) for the generator update.
+  """
+  key = jax.random.fold_in(rng, step)
+  for part in stream:
+    key = jax.random.fold_in(key, part)
+  return jax.vmap(functools.partial(jax.random.fold_in, key))(global_indices)
+
+
+def per_sample(fn, keys, salt):
+  """fn(key) for each sample's key, salted so different draws stay independent."""
+  return jax.vmap(lambda k: fn(jax.random.fold_in(k, salt)))(keys)
+
+
+def _to_unit_range(images):
+  """uint8 [0, 255] -> float32 [-1, 1]."""
+  return images.astype(jnp.float32) * (2.0 / 255.0) - 1.0
+
+
+def train_step(state: GANState, real_batches, *, gan: GAN, config,
+               sample_real: Callable | None = None, axis_name: str = AXIS_NAME):
+  """One WGAN-GP iteration on one device, to run under pmap with `axis_name`.
+
+  `n_critic` critic updates (a scan, each on its own real batch), then one generator
+  update. `real_batches` is this device's [n_critic, per_device, ...] (uint8 images),
+  or None when `sample_real(key)` draws real examples on the device. Gradients and
+  metrics are averaged over the devices.
+  """
+  g_optimizer, d_optimizer = make_optimizers(config)
+  n_critic = config.n_critic
+  per_device = config.batch_size // lax.axis_size(axis_name)
+  global_indices = lax.axis_index(axis_name) * per_device + jnp.arange(per_device)
+
+  def random_inputs(stream):
+    keys = sample_keys(state.rng, state.step, stream, global_indices)
+    z = per_sample(lambda k: jax.random.normal(k, (gan.z_dim,)), keys, Z_SALT)
+    return keys, z
+
+  def critic_update(carry, inputs):
+    d_params, d_opt_state = carry
+    real, critic_iteration = inputs
+    keys, z = random_inputs((CRITIC_STREAM, critic_iteration))
+    eps = per_sample(jax.random.uniform, keys, EPS_SALT)
+    if real is None:
+      real = per_sample(sample_real, keys, REAL_SALT)
+    else:
+      real = _to_unit_range(real)
+      if config.data.random_flip:
+        flip = per_sample(jax.random.bernoulli, keys, FLIP_SALT)
+        real = jnp.where(flip[:, None, None, None], real[:, :, ::-1], real)
+    fake = gan.generate(state.g_params, z)
+
+    def loss_fn(params):
+      return losses.wgan_gp_critic_loss(functools.partial(gan.criticize, params), real, fake,
+                                        eps, config.loss.gp_weight)
+
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(d_params)
+    grads = lax.pmean(grads, axis_name)
+    metrics["critic_grad_norm"] = optax.global_norm(grads)
+    updates, d_opt_state = d_optimizer.update(grads, d_opt_state, d_params)
+    return (optax.apply_updates(d_params, updates), d_opt_state), metrics
+
+  (d_params, d_opt_state), critic_metrics = lax.scan(
+      critic_update, (state.d_params, state.d_opt_state),
+      (real_batches, jnp.arange(n_critic)))
+
+  _, z = random_inputs((GENERATOR_STREAM,))
+
+  def generator_loss_fn(g_params):
+    return losses.wgan_generator_loss(gan.criticize(d_params, gan.generate(g_params, z)))
+
+  g_loss, g_grads = jax.value_and_grad(generator_loss_fn)(state.g_params)
+  g_grads = lax.pmean(g_grads, axis_name)
+  g_updates, g_opt_state = g_optimizer.update(g_grads, state.g_opt_state, state.g_params)
+  g_params = optax.apply_updates(state.g_params, g_updates)
+
+  # Debiased EMA: early on the average follows the generator instead of its init.
+  decay = jnp.minimum(config.ema_decay, (1.0 + state.step) / (10.0 + state.step))
+  ema_g_params = optax.incremental_update(g_params, state.ema_g_params, 1.0 - decay)
+
+  metrics = {k: jnp.mean(v) for k, v in critic_metrics.items()}
+  metrics["interp_grad_norm_max"] = jnp.max(critic_metrics["interp_grad_norm_max"])
+  metrics["generator_loss"] = g_loss
+  metrics["generator_grad_norm"] = optax.global_norm(g_grads)
+  metrics = lax.pmean(metrics, axis_name)
+  metrics["interp_grad_norm_max"] = lax.pmax(metrics["interp_grad_norm_max"], axis_name)
+
+  new_state = state.replace(step=state.step + 1, g_params=g_params, d_params=d_params,
+                            g_opt_state=g_opt_state, d_opt_state=d_opt_state,
+                            ema_g_params=ema_g_params)
+  return new_state, metrics
+
+
+def make_train_step(config, gan: GAN, source=None, axis_name: str = AXIS_NAME):
+  """The pmapped step: `step(replicated_state, sharded_batch) -> (state, metrics)`.
+
+  `gan` must be built with the same `axis_name` (`build_gan(config, AXIS_NAME)`), so the
+  generator's BatchNorm uses the global batch. `source` is the data source; when it
+  samples on the device, pass `None` as the batch. The state's buffers are donated.
+  """
+  sample_real = source.sample if source is not None and source.on_device else None
+  step = functools.partial(train_step, gan=gan, config=config, sample_real=sample_real,
+                           axis_name=axis_name)
+  return jax.pmap(step, axis_name=axis_name, donate_argnums=(0,))
+
+
+def host_metrics(metrics) -> dict[str, float]:
+  """Device-averaged metrics of a step (replicated) as Python floats."""
+  return {k: float(v.addressable_data(0)[0]) for k, v in metrics.items()}
+
+
+# ------------------------------------------------------------------ Training loop
+
+
+class ConfigError(ValueError):
+  """A config that cannot run; the message names the field and the fix."""
+
+
+class IncompatibleCheckpointError(ValueError):
+  """The workdir holds a checkpoint written under a different model/data config."""
+
+
+def validate_config(config) -> None:
+  """Fails fast, before any data is read or anything compiled."""
+  devices = jax.device_count()
+  if config.batch_size <= 0 or config.batch_size % devices:
+    raise ConfigError(f"config.batch_size={config.batch_size} is not divisible by the "
+                      f"{devices} devices: set --config.batch_size to a multiple of {devices}")
+  for field in ("n_critic", "num_train_steps", "log_every", "sample_every", "checkpoint_every",
+                "keep_checkpoints"):
+    if config[field] < 1:
+      raise ConfigError(f"config.{field}={config[field]} must be >= 1")
+  if config.eval_every < 0:
+    raise ConfigError(f"config.eval_every={config.eval_every} must be >= 0 (0: only at the end)")
+  if config.loss.name != "wgan-gp":
+    raise ConfigError(f"unknown loss.name {config.loss.name!r}; expected 'wgan-gp'")
+  if not 0.0 <= config.ema_decay < 1.0:
+    raise ConfigError(f"config.ema_decay={config.ema_decay} must be in [0, 1)")
+  try:
+    build_gan(config)
+    make_optimizers(config)
+  except ValueError as error:
+    raise ConfigError(str(error)) from None
+
+
+def _prepare_workdir(config, workdir: str, checkpointer) -> None:
+  """Refuses a workdir whose checkpoint came from an incompatible config; saves this one."""
+  from wgan_gp.config import state_incompatibilities, to_json
+  path = os.path.join(workdir, "config.json")
+  if checkpointer.latest_step() is not None and os.path.exists(path):
+    with open(path) as f:
+      differences = state_incompatibilities(json.load(f), config)
+    if differences:
+      raise IncompatibleCheckpointError(
+          f"workdir {workdir} holds a checkpoint from an incompatible config "
+          f"({'; '.join(differences)}): use a new --workdir or the original settings")
+  if jax.process_index() == 0:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+      f.write(to_json(config))
+    os.replace(tmp, path)
+
+
+class _StopRequest:
+  """Turns SIGTERM/SIGINT into a request to checkpoint and stop after the current step."""
+
+  def __init__(self):
+    self.signal = None
+    self._previous = {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    if self.signal is not None and signum == signal.SIGINT:
+      raise KeyboardInterrupt  # a second Ctrl-C stops at once
+    self.signal = signal.Signals(signum).name
+    logging.warning("%s received: saving a checkpoint after this step, then stopping",
+                    self.signal)
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def _check_finite(step_metrics, last_checkpoint, checkpoint_dir) -> None:
+  for step, metrics in step_metrics:
+    bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+    if bad:
+      where = (f"the last good checkpoint is step {last_checkpoint} in {checkpoint_dir}"
+               if last_checkpoint is not None else "no checkpoint was saved")
+      raise FloatingPointError(f"non-finite {', '.join(bad)} at step {step}: training "
+                               f"stopped; {where}")
+
+
+def train_and_evaluate(config, workdir: str) -> GANState:
+  """Trains (resuming from the latest checkpoint in `workdir`) and returns the final state.
+
+  Writes metrics.jsonl, TensorBoard events, sample images and checkpoints into `workdir`.
+  """
+  from wgan_gp import data, visualize
+  from wgan_gp.checkpoint import Checkpointer, abstract_like
+  from wgan_gp.writers import MetricWriter
+
+  # --- Setup
+  validate_config(config)
+  is_main_process = jax.process_index() == 0
+  os.makedirs(workdir, exist_ok=True)
+  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
+  _prepare_workdir(config, workdir, checkpointer)
+  writer = MetricWriter(workdir, enabled=is_main_process)
+  eval_writer = writer.sibling("eval.jsonl")  # same TensorBoard run, its own JSONL
+
+  # --- Input
+  source = data.create_source(config.data, config.seed)
+
+  # --- Model and state
+  gan = _build_gan(config.model, source.data_shape, AXIS_NAME)
+  sampling_gan = _build_gan(config.model, source.data_shape, None)
+  host_state = create_train_state(config, gan)
+  data_position = 0
+  last_checkpoint = checkpointer.latest_step()
+  if last_checkpoint is not None:
+    try:
+      host_state, data_position = checkpointer.restore(abstract_like(host_state))
+    except (ValueError, KeyError) as error:
+      raise IncompatibleCheckpointError(
+          f"the checkpoint in {checkpointer.directory} does not fit this config ({error}): "
+          "use a new --workdir or the original settings") from None
+    logging.info("Resumed from step %d (data position %d)", last_checkpoint, data_position)
+  start_step = int(host_state.step)
+  state = data.replicate(host_state)
+  del host_state
+  p_train_step = make_train_step(config, gan, source)
+
+  # --- Periodic work: samples, evaluation, checkpoints
+  fixed_noise = jax.random.normal(jax.random.PRNGKey(config.seed + 1),
+                                  (config.num_sample_images, gan.z_dim))
+  generate = jax.jit(sampling_gan.generate)
+  criticize = jax.jit(sampling_gan.criticize)
+
+  def write_samples(step):
+    if not is_main_process:
+      return
+    if source.on_device:
+      return  # the toy figure is written with the evaluation
+    images = np.asarray(generate(data.unreplicate(state.ema_g_params), fixed_noise))
+    grid = visualize.image_grid(images)
+    visualize.save_png(grid, os.path.join(workdir, "samples", f"step_{step:07d}.png"))
+    writer.write_image(step, "samples/ema", grid)
+
+  def evaluate(step):
+    if not (source.on_device and is_main_process):
+      return
+    from wgan_gp.metrics.toy import mode_coverage
+    key = jax.random.PRNGKey(config.seed + 2)
+    n = config.toy_eval_samples
+    z = jax.random.normal(key, (n, gan.z_dim))
+    fake = np.asarray(generate(data.unreplicate(state.ema_g_params), z))
+    real = np.asarray(jax.jit(source.sample_batch, static_argnums=1)(
+        jax.random.fold_in(key, 1), n))
+    d_params = data.unreplicate(state.d_params)
+    results = {}
+    if source.modes is not None:
+      results = mode_coverage(fake, source.modes, source.mode_std)
+    title = f"{config.data.source}, step {step}" + (
+        f": {results['modes_captured']}/{results['num_modes']} modes, "
+        f"{results['high_quality_pct']:.1f}% high quality" if results else "")
+    figure = visualize.plot_toy(os.path.join(workdir, "samples", f"toy_step_{step:07d}.png"),
+                                real[:1000], fake[:1000], lambda x: criticize(d_params, x),
+                                title=title)
+    writer.write_image(step, "samples/toy", figure)
+    if results:
+      eval_writer.write_scalars(step, results, prefix="eval/")
+
+  # --- Loop
+  examples_per_step = config.n_critic * config.batch_size
+  if source.on_device:
+    batches = itertools.repeat(None)
+  else:
+    batches = data.prefetch_to_devices(
+        source.batches(data_position, config.n_critic, config.batch_size,
+                       jax.process_index(), jax.process_count()), config.data.prefetch)
+  unchecked = []  # (step, device metrics) not yet fetched and checked
+  window_start_time, window_start_step = time.time(), start_step
+  periodic_seconds = 0.0  # samples, evals and checkpoints: kept out of steps/s
+
+  def flush_metrics(step):
+    """Fetches the steps since the last flush, stops on non-finite, logs the mean."""
+    nonlocal unchecked, window_start_time, window_start_step, periodic_seconds
+    if not unchecked:
+      return
+    fetched = [(s, host_metrics(m)) for s, m in unchecked]
+    unchecked = []
+    _check_finite(fetched, last_checkpoint, checkpointer.directory)
+    now = time.time()
+    training_seconds = now - window_start_time - periodic_seconds
+    steps_per_sec = (step - window_start_step) / max(training_seconds, 1e-9)
+    summary = {k: float(np.mean([m[k] for _, m in fetched])) for k in fetched[0][1]}
+    summary["interp_grad_norm_max"] = max(m["interp_grad_norm_max"] for _, m in fetched)
+    summary.update(steps_per_sec=steps_per_sec,
+                   images_per_sec=steps_per_sec * examples_per_step,
+                   eta_minutes=(config.num_train_steps - step) / max(steps_per_sec, 1e-9) / 60)
+    writer.write_scalars(step, summary)
+    window_start_time, window_start_step, periodic_seconds = now, step, 0.0
+
+  logging.info("Training steps %d..%d on %d devices (%d processes), global batch %d, "
+               "n_critic %d", start_step + 1, config.num_train_steps, jax.device_count(),
+               jax.process_count(), config.batch_size, config.n_critic)
+  if is_main_process and start_step == 0:
+    writer.write_text(0, "config", "```\n" + str(config) + "\n```")
+  step = start_step
+  with _StopRequest() as stop_request:
+    try:
+      for step in range(start_step + 1, config.num_train_steps + 1):
+        with jax.profiler.StepTraceAnnotation("train", step_num=step):
+          state, metrics = p_train_step(state, next(batches))
+        unchecked.append((step, metrics))
+        data_position += examples_per_step
+        if step == start_step + 1:
+          # Compilation happens here; keep it out of the steps/s figures.
+          _check_finite([(step, host_metrics(metrics))], last_checkpoint,
+                        checkpointer.directory)
+          unchecked = []
+          logging.info("First step (compilation included) took %.1f s",
+                       time.time() - window_start_time)
+          window_start_time, window_start_step = time.time(), step
+        stopping = stop_request.signal is not None
+        periodic_start = time.time()
+        is_last = step == config.num_train_steps
+        if step % config.log_every == 0 or is_last or stopping:
+          flush_metrics(step)
+        if step % config.sample_every == 0 or is_last:
+          write_samples(step)
+        if (config.eval_every and step % config.eval_every == 0) or is_last:
+          evaluate(step)
+        if step % config.checkpoint_every == 0 or is_last or stopping:
+          flush_metrics(step)  # never checkpoint a state that went non-finite
+          checkpointer.save(step, data.unreplicate(state), data_position)
+          last_checkpoint = step
+        periodic_seconds += time.time() - periodic_start
+        if stopping:
+          logging.warning("Stopped by %s at step %d; checkpoint saved", stop_request.signal,
+                          step)
+          break
+    finally:
+      if hasattr(batches, "close"):
+        batches.close()  # stops the prefetch thread
+      checkpointer.close()
+      eval_writer.close()
+      writer.close()
+  return data.unreplicate(state)
