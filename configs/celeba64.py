@@ -7,9 +7,10 @@ Arguments (comma-separated, after a colon):
   dcgan      the DCGAN pair instead of the ResNet pair
   halfsize   crop for the 89×109 half-size CelebA copy (54 px instead of 108 px)
   smoke      a tiny model and a few steps, for tests
-Example:
-  python -m wgan_gp.main --config=configs/celeba64.py \\
-      --config.data.path=/data/img_align_celeba.zip --workdir=runs/celeba64
+Examples:
+  python -m wgan_gp.main --config=configs/celeba64.py --workdir=runs/celeba64   # TFDS celeb_a
+  python -m wgan_gp.main --config=configs/celeba64.py --workdir=runs/celeba64 \\
+      --config.data.source=images --config.data.path=/data/img_align_celeba.zip
 """
 
 from wgan_gp.config import base_config, parse_args
@@ -23,7 +24,8 @@ def get_config(arg: str = ""):
     raise ValueError(f"unknown celeba64.py arguments {sorted(args - _ARGS)}; "
                      f"expected some of {sorted(_ARGS)}")
   config = base_config()
-  config.data.source = "images"
+  # TFDS celeb_a; or --config.data.source=images --config.data.path=<folder, .zip or .tar>.
+  config.data.source = "tfds"
   config.data.image_size = 64
   config.data.crop_size = 54 if "halfsize" in args else 108
 
@@ -34,6 +36,9 @@ def get_config(arg: str = ""):
   config.batch_size = 64
   config.n_critic = 5
   config.num_train_steps = 100_000
+  config.eval_every = 10_000
+  config.eval_metrics = "fid,kid"  # on 10,000 samples; the best-FID checkpoint is kept
+  config.eval_samples = 10_000
 
   if "smoke" in args:
     config.model.arch = "dcgan"
@@ -45,4 +50,6 @@ def get_config(arg: str = ""):
     config.sample_every = 5
     config.checkpoint_every = 5
     config.num_sample_images = 16
+    config.eval_metrics = "swd"  # needs no weights, and is quick on a few images
+    config.eval_samples = 64
   return config

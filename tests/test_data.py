@@ -10,7 +10,7 @@ from PIL import Image
 
 from conftest import CELEBA_TAR, requires_celeba_tar
 from wgan_gp import data
-from wgan_gp.data.images import DataError, decode_all, list_images
+from wgan_gp.data.images import DataError, list_images, load_images
 from wgan_gp.data.pipeline import ExampleStream, host_batches
 from wgan_gp.metrics.toy import mode_coverage
 
@@ -75,7 +75,8 @@ def _write_tar(path):
                                          (_write_tar, "a.tar")])
 def test_folder_zip_and_tar_decode_to_cropped_resized_uint8(tmp_path, writer, name):
   path = writer(tmp_path / name)
-  images = decode_all(str(path), crop_size=20, image_size=8, workers=2)
+  images = load_images(str(path), crop_size=20, image_size=8, cache_dir=str(tmp_path / "c"),
+                       workers=2).images
   assert images.shape == (3, 8, 8, 3) and images.dtype == np.uint8
   for image, color in zip(images, COLORS):  # the 20 px centre crop holds only the colour
     np.testing.assert_allclose(image.reshape(-1, 3).mean(0), color, atol=1)
@@ -85,7 +86,7 @@ def test_unreadable_files_are_skipped_and_logged(tmp_path, caplog):
   folder = _write_folder(tmp_path / "imgs")
   (folder / "broken.jpg").write_bytes(b"not a jpeg")
   with caplog.at_level(logging.WARNING):
-    images = decode_all(str(folder), crop_size=0, image_size=8)
+    images = load_images(str(folder), crop_size=0, image_size=8, cache_dir=str(tmp_path / "c")).images
   assert len(images) == 3
   assert "Skipped 1 of 4 files" in caplog.text and "broken.jpg" in caplog.text
 
@@ -99,13 +100,13 @@ def test_unreadable_files_are_skipped_and_logged(tmp_path, caplog):
 def test_bad_image_sources_fail_clearly(tmp_path, make, message):
   path = make(tmp_path / "data")
   with pytest.raises(DataError, match=message):
-    decode_all(str(path), crop_size=0, image_size=8)
+    load_images(str(path), crop_size=0, image_size=8, cache_dir=str(tmp_path / "c")).images
 
 
 def test_crop_larger_than_images_fails_clearly(tmp_path):
   folder = _write_folder(tmp_path / "imgs")
   with pytest.raises(DataError, match="exceeds the image size 40x30"):
-    decode_all(str(folder), crop_size=108, image_size=8)
+    load_images(str(folder), crop_size=108, image_size=8, cache_dir=str(tmp_path / "c")).images
 
 
 def test_stream_is_a_permutation_per_epoch_across_batch_boundaries():
@@ -146,9 +147,64 @@ def test_prefetch_surfaces_producer_errors():
 
 
 @requires_celeba_tar
-def test_shared_celeba_tar_through_the_reader():
+def test_shared_celeba_tar_through_the_reader(tmp_path):
   names = list_images(str(CELEBA_TAR))
   assert len(names) == 10_000 and names[0] == "img_align_celeba/000001.jpg"
-  images = decode_all(str(CELEBA_TAR), crop_size=54, image_size=32)
+  images = load_images(str(CELEBA_TAR), crop_size=54, image_size=32, cache_dir=str(tmp_path)).images
   assert images.shape == (10_000, 32, 32, 3)
   assert 60 < images.mean() < 200 and images.std() > 30  # real photographs, not blanks
+
+
+def test_cache_is_reused_and_keyed_by_settings(tmp_path, monkeypatch):
+  folder = _write_folder(tmp_path / "imgs")
+  cache = tmp_path / "cache"
+  first = load_images(str(folder), crop_size=20, image_size=8, cache_dir=str(cache)).images
+  assert isinstance(first.base, np.memmap) or isinstance(first, np.memmap)
+  assert len(list(cache.glob("*.npy"))) == 1 and len(list(cache.glob("*.json"))) == 1
+
+  # A hit decodes nothing.
+  monkeypatch.setattr("wgan_gp.data.images.decode_image",
+                      lambda *a: pytest.fail("decoded again despite a valid cache"))
+  again = load_images(str(folder), crop_size=20, image_size=8, cache_dir=str(cache)).images
+  np.testing.assert_array_equal(again, first)
+  monkeypatch.undo()
+
+  # Another crop or size is another cache, never the old one misused.
+  other = load_images(str(folder), crop_size=30, image_size=8, cache_dir=str(cache)).images
+  assert len(list(cache.glob("*.npy"))) == 2
+  assert not np.array_equal(other, first)
+
+  # A changed file changes the key of a folder source.
+  (folder / "000000.png").write_bytes(_image_bytes((0, 0, 0)))
+  changed = load_images(str(folder), crop_size=20, image_size=8, cache_dir=str(cache)).images
+  assert len(list(cache.glob("*.npy"))) == 3
+  np.testing.assert_allclose(changed[0].reshape(-1, 3).mean(0), (0, 0, 0), atol=1)
+
+
+def test_interrupted_first_pass_leaves_no_cache(tmp_path, monkeypatch):
+  folder = _write_folder(tmp_path / "imgs")
+  cache = tmp_path / "cache"
+  calls = []
+
+  def decode_then_die(*args):
+    calls.append(1)
+    if len(calls) == 2:
+      raise KeyboardInterrupt
+    return np.zeros((8, 8, 3), np.uint8)
+
+  monkeypatch.setattr("wgan_gp.data.images.decode_image", decode_then_die)
+  with pytest.raises(KeyboardInterrupt):
+    load_images(str(folder), crop_size=20, image_size=8, cache_dir=str(cache), workers=1).images
+  monkeypatch.undo()
+  assert list(cache.iterdir()) == []
+  images = load_images(str(folder), crop_size=20, image_size=8, cache_dir=str(cache)).images
+  assert len(images) == 3 and images.mean() > 50
+
+
+def test_resuming_from_a_position_continues_the_same_sequence():
+  examples = np.arange(23)[:, None]
+  straight = host_batches(examples, seed=5, position=0, n_critic=2, global_batch=3)
+  sequence = [next(straight) for _ in range(9)]  # crosses two epoch boundaries
+  resumed = host_batches(examples, seed=5, position=4 * 2 * 3, n_critic=2, global_batch=3)
+  for expected in sequence[4:]:
+    np.testing.assert_array_equal(next(resumed), expected)

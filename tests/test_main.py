@@ -81,8 +81,9 @@ def _write_image_folder(folder, count=40, size=(48, 56)):
 def test_image_folder_smoke_run(tmp_path):
   folder = _write_image_folder(tmp_path / "faces")
   workdir = tmp_path / "run"
-  _run_main("celeba64.py:smoke", workdir, f"--config.data.path={folder}",
-            "--config.data.crop_size=40")
+  _run_main("celeba64.py:smoke", workdir, "--config.data.source=images",
+            f"--config.data.path={folder}", "--config.data.crop_size=40",
+            f"--config.data.cache_dir={tmp_path / 'cache'}")
   assert _checkpoint_steps(workdir) == [5, 10]
   grid = np.asarray(Image.open(workdir / "samples" / "step_0000010.png"))
   assert grid.shape == (4 * 34 + 2, 4 * 34 + 2, 3)  # 16 samples of 32 px, 2 px padding
@@ -94,8 +95,9 @@ def test_image_folder_smoke_run(tmp_path):
 @requires_celeba_tar
 def test_celeba_tar_smoke_run(tmp_path):
   workdir = tmp_path / "celeba"
-  result = _run_main("celeba64.py:smoke,halfsize", workdir, f"--config.data.path={CELEBA_TAR}")
-  assert "Decoded 10000 images" in result.stderr
+  result = _run_main("celeba64.py:smoke,halfsize", workdir, "--config.data.source=images",
+                     f"--config.data.path={CELEBA_TAR}", f"--config.data.cache_dir={tmp_path}")
+  assert "Cached 10000 decoded images" in result.stderr
   assert (workdir / "samples" / "step_0000010.png").exists()
   assert len(_read_jsonl(workdir / "metrics.jsonl")) == 2
 
@@ -159,7 +161,8 @@ def test_bad_image_data_fails_with_one_clear_line(tmp_path, path_kind, message):
     path.mkdir()
   if path_kind == "undecodable":
     (path / "a.jpg").write_bytes(b"junk")
-  result = _run_main("celeba64.py:smoke", tmp_path / "w", f"--config.data.path={path}",
+  result = _run_main("celeba64.py:smoke", tmp_path / "w", "--config.data.source=images",
+                     f"--config.data.path={path}", f"--config.data.cache_dir={tmp_path / 'c'}",
                      check=False)
   assert result.returncode == 1
   assert _last_line(result.stderr).startswith("error: ") and message in _last_line(result.stderr)

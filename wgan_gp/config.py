@@ -29,11 +29,13 @@ def base_config() -> ml_collections.ConfigDict:
   # (CelebA 178×218: 108 is the usual choice; 54 on the 89×109 half-size copy).
   # 0 takes the largest centred square.
   config.data.crop_size = 108
-  config.data.random_flip = False
-  # Decoded images are cached here as uint8 (default: <workdir>/../data_cache if empty).
+  config.data.random_flip = False  # horizontal flips, drawn per sample on the device
+  # Decoded images are cached here as uint8, keyed by source, crop and size
+  # (empty: $XDG_CACHE_HOME/wgan_gp/decoded, else ~/.cache/wgan_gp/decoded).
   config.data.cache_dir = ""
   config.data.tfds_split = "train"
-  config.data.tfds_data_dir = ""
+  config.data.tfds_data_dir = ""  # empty: TFDS's default (~/tensorflow_datasets)
+  config.data.tfds_manual_dir = ""  # empty: <tfds data dir>/downloads/manual
   config.data.decode_workers = 0  # 0: one per CPU core
   config.data.prefetch = 2  # batches staged on the devices ahead of the step
 
@@ -48,8 +50,11 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.compute_dtype = "float32"  # or 'bfloat16' (params stay float32)
 
   config.loss = ml_collections.ConfigDict()
+  # 'wgan-gp', 'wgan-clip' (the original WGAN: weights clipped to ±clip_value; use it
+  # with RMSProp(5e-5) as Arjovsky et al. did) or 'gan' (the non-saturating GAN loss).
   config.loss.name = "wgan-gp"
   config.loss.gp_weight = 10.0  # λ
+  config.loss.clip_value = 0.01  # c, for 'wgan-clip'
 
   config.batch_size = 64  # global: split across all devices of all processes
   config.n_critic = 5  # critic updates per generator update, each on its own real batch
@@ -58,11 +63,14 @@ def base_config() -> ml_collections.ConfigDict:
   config.optim = ml_collections.ConfigDict()
   for name in ("generator", "critic"):
     opt = ml_collections.ConfigDict()
-    opt.name = "adam"
+    opt.name = "adam"  # or 'rmsprop'
     opt.learning_rate = 1e-4
     opt.b1 = 0.0
     opt.b2 = 0.9
     opt.eps = 1e-8
+    # RMSProp's decay of the squared-gradient average (0.99: torch.optim.RMSprop's, which
+    # the original WGAN used).
+    opt.rms_decay = 0.99
     opt.schedule = "constant"  # or 'linear' (decay to 0 over num_train_steps)
     config.optim[name] = opt
   # EMA of the generator's parameters, used for samples and evaluation.
@@ -74,7 +82,11 @@ def base_config() -> ml_collections.ConfigDict:
   config.checkpoint_every = 1000
   config.keep_checkpoints = 3
   config.eval_every = 0  # 0: evaluate only at the end
-  config.toy_eval_samples = 2500
+  # Image metrics, a comma-separated subset of 'fid,kid,swd' (empty: none). With 'fid',
+  # the checkpoint of the best FID so far is also kept, under <workdir>/best/.
+  config.eval_metrics = "swd"
+  config.eval_samples = 10_000  # generated (and as many real) images per evaluation
+  config.toy_eval_samples = 2500  # 2-D points for the toy mode-coverage metrics
   return config
 
 

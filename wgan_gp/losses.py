@@ -1,4 +1,4 @@
-"""Wasserstein losses and the gradient penalty.
+"""Wasserstein losses and the gradient penalty, and the losses WGAN-GP is compared with.
 
 The penalty follows the paper exactly: interpolates x̂ = ε·real + (1−ε)·fake with one
 ε ~ U[0, 1] per sample, the critic's input gradient taken per sample
@@ -6,8 +6,13 @@ The penalty follows the paper exactly: interpolates x̂ = ε·real + (1−ε)·f
 (all of H, W, C for images), and the penalty E[(‖∇D(x̂)‖₂ − 1)²]. Public ports often
 get one of these wrong: the norm over the whole batch or over channels only, ε per
 pixel, or a bare sqrt whose gradient is NaN at a zero gradient.
+
+`get_loss(config.loss)` returns the loss named by `loss.name`: `wgan-gp` (ours),
+`wgan-clip` (the original WGAN, weights clipped to ±c) or `gan` (non-saturating).
 """
 
+import dataclasses
+import functools
 from typing import Callable
 
 import jax
@@ -64,3 +69,93 @@ def wgan_gp_critic_loss(critic_fn: Callable, real, fake, eps, gp_weight: float):
 def wgan_generator_loss(fake_scores):
   """−E[D(G(z))]."""
   return -jnp.mean(fake_scores)
+
+
+
+# ------------------------------------------------------ The losses chosen by config
+#
+# `loss.name` picks one; the step keeps its structure for all of them (n_critic critic
+# updates, then one generator update) and logs the same metrics. Every loss reports the
+# critic's input-gradient norms at the interpolates, so that a clipped or a standard-GAN
+# critic can be compared with a penalised one; only wgan-gp trains on the penalty.
+
+LOSS_NAMES = ("wgan-gp", "wgan-clip", "gan")
+
+
+@dataclasses.dataclass(frozen=True)
+class Loss:
+  """The three places where the losses differ.
+
+  critic_loss(criticize, d_params, real, fake, eps) -> (loss, metrics), where
+      criticize(d_params, x) -> scores [N] and eps [N] places the interpolates
+  generator_loss(fake_scores) -> loss
+  constrain_critic(d_params) -> d_params, applied after every critic update
+  """
+  critic_loss: Callable
+  generator_loss: Callable
+  constrain_critic: Callable
+
+
+def get_loss(loss_config, gp_weight=None, clip_value=None) -> Loss:
+  """The loss named by `loss_config.name`.
+
+  `gp_weight` (λ) and `clip_value` (c) replace the config's values when given, e.g. as
+  arrays that differ per trial of a vectorised sweep.
+  """
+  gp_weight = loss_config.gp_weight if gp_weight is None else gp_weight
+  clip_value = loss_config.clip_value if clip_value is None else clip_value
+  unconstrained = lambda d_params: d_params
+  if loss_config.name == "wgan-gp":
+    def critic_loss(criticize, d_params, real, fake, eps):
+      return wgan_gp_critic_loss(functools.partial(criticize, d_params), real, fake, eps,
+                                 gp_weight)
+    return Loss(critic_loss, wgan_generator_loss, unconstrained)
+  if loss_config.name == "wgan-clip":
+    return Loss(wgan_critic_loss, wgan_generator_loss,
+                lambda d_params: clip_weights(d_params, clip_value))
+  if loss_config.name == "gan":
+    return Loss(gan_critic_loss, gan_generator_loss, unconstrained)
+  raise ValueError(f"unknown loss.name {loss_config.name!r}; expected one of {LOSS_NAMES}")
+
+
+def _metrics(criticize, d_params, real, fake, eps, loss, real_scores, fake_scores):
+  """The metrics of wgan_gp_critic_loss, for losses that do not train on the penalty.
+
+  The penalty and the norms are measured at stopped parameters: they add no
+  second-order term to the gradient of the loss.
+  """
+  frozen_critic = functools.partial(criticize, jax.lax.stop_gradient(d_params))
+  penalty, norms = gradient_penalty(frozen_critic, real, fake, eps)
+  return {
+      "critic_loss": loss,
+      "wasserstein": jnp.mean(real_scores) - jnp.mean(fake_scores),
+      "gradient_penalty": penalty,
+      "interp_grad_norm_mean": jnp.mean(norms),
+      "interp_grad_norm_max": jnp.max(norms),
+  }
+
+
+def wgan_critic_loss(criticize, d_params, real, fake, eps):
+  """The original WGAN critic loss E[D(fake)] − E[D(real)] (Arjovsky et al. 2017); the
+  Lipschitz constraint comes from `clip_weights` after each update."""
+  real_scores, fake_scores = criticize(d_params, real), criticize(d_params, fake)
+  loss = jnp.mean(fake_scores) - jnp.mean(real_scores)
+  return loss, _metrics(criticize, d_params, real, fake, eps, loss, real_scores, fake_scores)
+
+
+def clip_weights(d_params, clip_value):
+  """Every critic parameter clipped to [−c, c], biases and norm scales included, as
+  in the original WGAN."""
+  return jax.tree.map(lambda p: jnp.clip(p, -clip_value, clip_value), d_params)
+
+
+def gan_critic_loss(criticize, d_params, real, fake, eps):
+  """The standard GAN discriminator loss on logits: −log σ(D(real)) − log(1 − σ(D(fake)))."""
+  real_scores, fake_scores = criticize(d_params, real), criticize(d_params, fake)
+  loss = jnp.mean(jax.nn.softplus(-real_scores)) + jnp.mean(jax.nn.softplus(fake_scores))
+  return loss, _metrics(criticize, d_params, real, fake, eps, loss, real_scores, fake_scores)
+
+
+def gan_generator_loss(fake_scores):
+  """The non-saturating generator loss −E[log σ(D(G(z)))] (Goodfellow et al. 2014)."""
+  return jnp.mean(jax.nn.softplus(-fake_scores))

@@ -17,6 +17,14 @@ flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and sam
 config_flags.DEFINE_config_file("config", None, "Experiment config file, e.g. "
                                 "configs/toy2d.py or configs/celeba64.py:dcgan.",
                                 lock_config=True)
+flags.DEFINE_bool("distributed", False, "Join a multi-process run through jax.distributed; "
+                  "with no --coordinator_address, JAX detects the cluster (SLURM, ...).")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (implies "
+                    "--distributed).")
+flags.DEFINE_integer("num_processes", None, "Number of processes in the run.")
+flags.DEFINE_integer("process_id", None, "This process's index, 0 .. num_processes-1.")
+flags.DEFINE_integer("distributed_timeout", 300, "Seconds to wait for all processes to "
+                     "connect before giving up.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -35,15 +43,18 @@ def main(argv):
   _quiet_library_info_logs()
   import jax
 
-  from wgan_gp import train
+  from wgan_gp import distributed, train
   from wgan_gp.data import DataError
 
-  logging.info("JAX process %d/%d, local devices: %s", jax.process_index(),
-               jax.process_count(), jax.local_devices())
   try:
+    if FLAGS.distributed or FLAGS.coordinator_address:
+      distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
+                             FLAGS.distributed_timeout)
+    logging.info("JAX process %d/%d, local devices: %s", jax.process_index(),
+                 jax.process_count(), jax.local_devices())
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except (train.ConfigError, DataError, train.IncompatibleCheckpointError,
-          FloatingPointError) as error:
+          distributed.DistributedError, FloatingPointError) as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(1)
 

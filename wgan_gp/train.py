@@ -23,6 +23,8 @@ import optax
 from jax import lax
 
 from wgan_gp import losses
+from wgan_gp.config import TOY_SOURCES
+from wgan_gp.evaluation import check_metrics_available, parse_metrics
 from wgan_gp.data import AXIS_NAME
 from wgan_gp.models import GAN, build_gan as _build_gan
 
@@ -52,24 +54,43 @@ def build_gan(config, axis_name: str | None = None) -> GAN:
 # ------------------------------------------------------------------- Optimisers
 
 
-def make_optimizer(opt_config, total_updates: int) -> optax.GradientTransformation:
-  """Adam with the paper's defaults; the learning rate is constant or decays linearly to 0."""
+def make_optimizer(opt_config, total_updates: int,
+                   learning_rate=None) -> optax.GradientTransformation:
+  """Adam with the paper's defaults, or RMSProp as in the original WGAN; the learning
+  rate is constant or decays linearly to 0.
+
+  `learning_rate` replaces the config's value when given, e.g. as an array that
+  differs per trial of a vectorised sweep.
+  """
+  peak = opt_config.learning_rate if learning_rate is None else learning_rate
   if opt_config.schedule == "constant":
-    learning_rate = opt_config.learning_rate
+    learning_rate = peak
   elif opt_config.schedule == "linear":
-    learning_rate = optax.linear_schedule(opt_config.learning_rate, 0.0, max(total_updates, 1))
+    learning_rate = optax.linear_schedule(peak, 0.0, max(total_updates, 1))
   else:
     raise ValueError(f"unknown optimizer schedule {opt_config.schedule!r}; "
                      "expected 'constant' or 'linear'")
   if opt_config.name == "adam":
     return optax.adam(learning_rate, b1=opt_config.b1, b2=opt_config.b2, eps=opt_config.eps)
-  raise ValueError(f"unknown optimizer {opt_config.name!r}; expected 'adam'")
+  if opt_config.name == "rmsprop":
+    # ε outside the square root, as torch.optim.RMSprop (the original WGAN's) has it.
+    return optax.rmsprop(learning_rate, decay=opt_config.rms_decay, eps=opt_config.eps,
+                         eps_in_sqrt=False)
+  raise ValueError(f"unknown optimizer {opt_config.name!r}; expected 'adam' or 'rmsprop'")
 
 
-def make_optimizers(config) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
-  """(generator optimiser, critic optimiser); the critic updates n_critic times per step."""
-  return (make_optimizer(config.optim.generator, config.num_train_steps),
-          make_optimizer(config.optim.critic, config.num_train_steps * config.n_critic))
+def make_optimizers(config, hparams=None
+                    ) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
+  """(generator optimiser, critic optimiser); the critic updates n_critic times per step.
+
+  `hparams` may hold 'optim.generator.learning_rate' / 'optim.critic.learning_rate'
+  (arrays) that replace the config's values.
+  """
+  hparams = hparams or {}
+  return (make_optimizer(config.optim.generator, config.num_train_steps,
+                         hparams.get("optim.generator.learning_rate")),
+          make_optimizer(config.optim.critic, config.num_train_steps * config.n_critic,
+                         hparams.get("optim.critic.learning_rate")))
 
 
 # ------------------------------------------------------------------------ State
@@ -123,15 +144,22 @@ def _to_unit_range(images):
 
 
 def train_step(state: GANState, real_batches, *, gan: GAN, config,
-               sample_real: Callable | None = None, axis_name: str = AXIS_NAME):
+               sample_real: Callable | None = None, axis_name: str = AXIS_NAME,
+               hparams: dict | None = None):
   """One WGAN-GP iteration on one device, to run under pmap with `axis_name`.
 
   `n_critic` critic updates (a scan, each on its own real batch), then one generator
-  update. `real_batches` is this device's [n_critic, per_device, ...] (uint8 images),
-  or None when `sample_real(key)` draws real examples on the device. Gradients and
-  metrics are averaged over the devices.
+  update, with the loss named by `config.loss.name`. `real_batches` is this device's
+  [n_critic, per_device, ...] (uint8 images), or None when `sample_real(key)` draws real
+  examples on the device. Gradients and metrics are averaged over the devices.
+  `hparams` maps dotted config names ('loss.gp_weight', 'loss.clip_value',
+  'optim.{generator,critic}.learning_rate') to arrays that replace the config's values
+  (`wgan_gp.vectorized` vmaps over them).
   """
-  g_optimizer, d_optimizer = make_optimizers(config)
+  hparams = hparams or {}
+  g_optimizer, d_optimizer = make_optimizers(config, hparams)
+  loss = losses.get_loss(config.loss, hparams.get("loss.gp_weight"),
+                         hparams.get("loss.clip_value"))
   n_critic = config.n_critic
   per_device = config.batch_size // lax.axis_size(axis_name)
   global_indices = lax.axis_index(axis_name) * per_device + jnp.arange(per_device)
@@ -156,14 +184,14 @@ def train_step(state: GANState, real_batches, *, gan: GAN, config,
     fake = gan.generate(state.g_params, z)
 
     def loss_fn(params):
-      return losses.wgan_gp_critic_loss(functools.partial(gan.criticize, params), real, fake,
-                                        eps, config.loss.gp_weight)
+      return loss.critic_loss(gan.criticize, params, real, fake, eps)
 
     grads, metrics = jax.grad(loss_fn, has_aux=True)(d_params)
     grads = lax.pmean(grads, axis_name)
     metrics["critic_grad_norm"] = optax.global_norm(grads)
     updates, d_opt_state = d_optimizer.update(grads, d_opt_state, d_params)
-    return (optax.apply_updates(d_params, updates), d_opt_state), metrics
+    d_params = loss.constrain_critic(optax.apply_updates(d_params, updates))
+    return (d_params, d_opt_state), metrics
 
   (d_params, d_opt_state), critic_metrics = lax.scan(
       critic_update, (state.d_params, state.d_opt_state),
@@ -172,7 +200,7 @@ def train_step(state: GANState, real_batches, *, gan: GAN, config,
   _, z = random_inputs((GENERATOR_STREAM,))
 
   def generator_loss_fn(g_params):
-    return losses.wgan_generator_loss(gan.criticize(d_params, gan.generate(g_params, z)))
+    return loss.generator_loss(gan.criticize(d_params, gan.generate(g_params, z)))
 
   g_loss, g_grads = jax.value_and_grad(generator_loss_fn)(state.g_params)
   g_grads = lax.pmean(g_grads, axis_name)
@@ -237,13 +265,18 @@ def validate_config(config) -> None:
       raise ConfigError(f"config.{field}={config[field]} must be >= 1")
   if config.eval_every < 0:
     raise ConfigError(f"config.eval_every={config.eval_every} must be >= 0 (0: only at the end)")
-  if config.loss.name != "wgan-gp":
-    raise ConfigError(f"unknown loss.name {config.loss.name!r}; expected 'wgan-gp'")
+  if config.loss.name not in losses.LOSS_NAMES:
+    raise ConfigError(f"unknown loss.name {config.loss.name!r}; expected one of "
+                      f"{', '.join(losses.LOSS_NAMES)}")
+  if config.loss.name == "wgan-clip" and not config.loss.clip_value > 0:
+    raise ConfigError(f"config.loss.clip_value={config.loss.clip_value} must be > 0")
   if not 0.0 <= config.ema_decay < 1.0:
     raise ConfigError(f"config.ema_decay={config.ema_decay} must be in [0, 1)")
   try:
     build_gan(config)
     make_optimizers(config)
+    if config.data.source not in TOY_SOURCES:
+      check_metrics_available(parse_metrics(config.eval_metrics))
   except ValueError as error:
     raise ConfigError(str(error)) from None
 
@@ -308,10 +341,13 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   """
   from wgan_gp import data, visualize
   from wgan_gp.checkpoint import Checkpointer, abstract_like
+  from wgan_gp.distributed import StopAgreement
+  from wgan_gp.evaluation import ImageEvaluator, ToyEvaluator
   from wgan_gp.writers import MetricWriter
 
   # --- Setup
   validate_config(config)
+  eval_metrics = parse_metrics(config.eval_metrics)
   is_main_process = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
@@ -345,7 +381,6 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   fixed_noise = jax.random.normal(jax.random.PRNGKey(config.seed + 1),
                                   (config.num_sample_images, gan.z_dim))
   generate = jax.jit(sampling_gan.generate)
-  criticize = jax.jit(sampling_gan.criticize)
 
   def write_samples(step):
     if not is_main_process:
@@ -357,29 +392,36 @@ def train_and_evaluate(config, workdir: str) -> GANState:
     visualize.save_png(grid, os.path.join(workdir, "samples", f"step_{step:07d}.png"))
     writer.write_image(step, "samples/ema", grid)
 
+  if source.on_device:
+    evaluator = ToyEvaluator(source, sampling_gan, config.toy_eval_samples, config.seed)
+  else:
+    evaluator = ImageEvaluator(source, sampling_gan, eval_metrics, config.eval_samples,
+                               config.seed) if eval_metrics else None
+  best = Checkpointer(os.path.join(workdir, "best"), keep=1) if "fid" in eval_metrics else None
+  best_fid = best.metadata()["fid"] if best and best.latest_step() is not None else math.inf
+
   def evaluate(step):
-    if not (source.on_device and is_main_process):
+    # Every process evaluates (the same numbers): all must take part in a best-checkpoint
+    # save. Only process 0 writes.
+    nonlocal best_fid
+    if evaluator is None:
       return
-    from wgan_gp.metrics.toy import mode_coverage
-    key = jax.random.PRNGKey(config.seed + 2)
-    n = config.toy_eval_samples
-    z = jax.random.normal(key, (n, gan.z_dim))
-    fake = np.asarray(generate(data.unreplicate(state.ema_g_params), z))
-    real = np.asarray(jax.jit(source.sample_batch, static_argnums=1)(
-        jax.random.fold_in(key, 1), n))
-    d_params = data.unreplicate(state.d_params)
-    results = {}
-    if source.modes is not None:
-      results = mode_coverage(fake, source.modes, source.mode_std)
-    title = f"{config.data.source}, step {step}" + (
-        f": {results['modes_captured']}/{results['num_modes']} modes, "
-        f"{results['high_quality_pct']:.1f}% high quality" if results else "")
-    figure = visualize.plot_toy(os.path.join(workdir, "samples", f"toy_step_{step:07d}.png"),
-                                real[:1000], fake[:1000], lambda x: criticize(d_params, x),
-                                title=title)
-    writer.write_image(step, "samples/toy", figure)
+    g_params = data.unreplicate(state.ema_g_params)
+    results = evaluator(g_params)
+    if source.on_device and is_main_process:
+      title = f"{config.data.source}, step {step}"
+      if results:
+        title += (f": {results['modes_captured']}/{results['num_modes']} modes, "
+                  f"{results['high_quality_pct']:.1f}% high quality")
+      figure = evaluator.figure(g_params, data.unreplicate(state.d_params),
+                                os.path.join(workdir, "samples", f"toy_step_{step:07d}.png"),
+                                title)
+      writer.write_image(step, "samples/toy", figure)
     if results:
       eval_writer.write_scalars(step, results, prefix="eval/")
+    if best is not None and results["fid"] < best_fid:
+      best_fid = results["fid"]
+      best.save(step, data.unreplicate(state), data_position, fid=best_fid)
 
   # --- Loop
   examples_per_step = config.n_critic * config.batch_size
@@ -418,6 +460,7 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   if is_main_process and start_step == 0:
     writer.write_text(0, "config", "```\n" + str(config) + "\n```")
   step = start_step
+  stop_agreement = StopAgreement()
   with _StopRequest() as stop_request:
     try:
       for step in range(start_step + 1, config.num_train_steps + 1):
@@ -433,7 +476,7 @@ def train_and_evaluate(config, workdir: str) -> GANState:
           logging.info("First step (compilation included) took %.1f s",
                        time.time() - window_start_time)
           window_start_time, window_start_step = time.time(), step
-        stopping = stop_request.signal is not None
+        stopping = stop_agreement.should_stop(stop_request.signal is not None)
         periodic_start = time.time()
         is_last = step == config.num_train_steps
         if step % config.log_every == 0 or is_last or stopping:
@@ -448,13 +491,15 @@ def train_and_evaluate(config, workdir: str) -> GANState:
           last_checkpoint = step
         periodic_seconds += time.time() - periodic_start
         if stopping:
-          logging.warning("Stopped by %s at step %d; checkpoint saved", stop_request.signal,
-                          step)
+          logging.warning("Stopped by %s at step %d; checkpoint saved",
+                          stop_request.signal or "a signal to another process", step)
           break
     finally:
       if hasattr(batches, "close"):
         batches.close()  # stops the prefetch thread
       checkpointer.close()
+      if best is not None:
+        best.close()
       eval_writer.close()
       writer.close()
   return data.unreplicate(state)

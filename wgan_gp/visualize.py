@@ -33,6 +33,15 @@ def save_png(image: np.ndarray, path: str) -> None:
   os.replace(tmp, path)
 
 
+def save_gif(frames: list[np.ndarray], path: str, frame_ms: int = 120) -> None:
+  """An endlessly looping animated GIF of uint8 RGB frames, written atomically."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = path + ".tmp"
+  first, *rest = [Image.fromarray(frame) for frame in frames]
+  first.save(tmp, format="GIF", save_all=True, append_images=rest, duration=frame_ms, loop=0)
+  os.replace(tmp, path)
+
+
 def plot_toy(path: str, real: np.ndarray, fake: np.ndarray, critic_fn, extent: float = 3.0,
              title: str = "", resolution: int = 128) -> np.ndarray:
   """The paper's Figure 1 view: real (orange) and generated (green) points over the

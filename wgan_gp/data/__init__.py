@@ -11,7 +11,7 @@ import logging
 import numpy as np
 
 from wgan_gp.config import IMAGE_SOURCES, TOY_SOURCES
-from wgan_gp.data.images import DataError, decode_all
+from wgan_gp.data.images import DataError, load_images
 from wgan_gp.data.pipeline import (AXIS_NAME, host_batches, prefetch_to_devices, replicate,
                                    shard_batch, unreplicate)
 from wgan_gp.data.toy import ToySource
@@ -23,13 +23,18 @@ __all__ = [
 
 
 class ImageSource:
-  """Decoded uint8 images [N, S, S, 3], served in seeded epoch permutations."""
+  """Decoded uint8 images [N, S, S, 3], served in seeded epoch permutations.
+
+  `identity` names the exact content (the decoded cache's key), e.g. to cache FID
+  statistics of the dataset.
+  """
 
   on_device = False
 
-  def __init__(self, images: np.ndarray, seed: int):
+  def __init__(self, images: np.ndarray, seed: int, identity: str = ""):
     self.images = images
     self.seed = seed
+    self.identity = identity
     self.data_shape = tuple(images.shape[1:])
 
   def __len__(self):
@@ -48,14 +53,17 @@ def create_source(data_config, seed: int):
   if source in TOY_SOURCES:
     return ToySource(source)
   if source == "images":
-    logging.info("Decoding images from %s (crop %d, size %d)", data_config.path,
-                 data_config.crop_size, data_config.image_size)
-    images = decode_all(data_config.path, data_config.crop_size, data_config.image_size,
-                        data_config.decode_workers)
-    logging.info("Decoded %d images", len(images))
-    return ImageSource(images, seed)
-  raise DataError(f"unknown data.source {source!r}: expected one of "
-                  f"{IMAGE_SOURCES[:1] + TOY_SOURCES}")
+    cached = load_images(data_config.path, data_config.crop_size, data_config.image_size,
+                         data_config.cache_dir, data_config.decode_workers)
+  elif source == "tfds":
+    from wgan_gp.data.celeba_tfds import load_celeba_tfds  # TensorFlow on this path only
+    cached = load_celeba_tfds(data_config)
+  else:
+    raise DataError(f"unknown data.source {source!r}: expected one of "
+                    f"{IMAGE_SOURCES + TOY_SOURCES}")
+  logging.info("%d images of %dx%d from %s", len(cached.images), data_config.image_size,
+               data_config.image_size, data_config.path or "TFDS celeb_a")
+  return ImageSource(cached.images, seed, cached.identity)
 
 
 def data_shape(data_config) -> tuple[int, ...]:

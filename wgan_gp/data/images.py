@@ -5,19 +5,24 @@ Each image is decoded once: centre-cropped (`crop_size` px of the source), resiz
 inside the step, so the host moves a quarter of the bytes.
 """
 
+import collections
 import concurrent.futures
+import hashlib
 import io
 import logging
 import os
 import tarfile
 import zipfile
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image
 
+from wgan_gp.data.cache import CachedImages, load_or_build
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-_RESAMPLE = Image.Resampling.BICUBIC  # antialiased when downscaling, as Pillow resizes
+RESAMPLE = Image.Resampling.BICUBIC  # antialiased when downscaling, as Pillow resizes
+RESAMPLE_NAME = "pillow-bicubic"
 
 
 class DataError(ValueError):
@@ -63,15 +68,19 @@ def iterate_image_bytes(path: str, names: list[str]) -> Iterator[tuple[str, byte
       for name in names:
         yield name, archive.read(name)
   else:
-    wanted = set(names)
-    found = {}
-    # A tar is read front to back once; members come back in `names` order.
+    # A tar is read front to back once. Members arrive in `names` order when the archive
+    # is sorted (CelebA's is); others wait in memory until their turn.
+    waiting, next_index = {}, 0
     with tarfile.open(path) as archive:
       for member in archive:
-        if member.name in wanted:
-          found[member.name] = archive.extractfile(member).read()
-    for name in names:
-      yield name, found[name]
+        if next_index < len(names) and member.name == names[next_index]:
+          yield member.name, archive.extractfile(member).read()
+          next_index += 1
+          while next_index < len(names) and names[next_index] in waiting:
+            yield names[next_index], waiting.pop(names[next_index])
+            next_index += 1
+        elif member.isfile() and _is_image_name(member.name):
+          waiting[member.name] = archive.extractfile(member).read()
 
 
 def crop_and_resize(image: Image.Image, crop_size: int, image_size: int) -> np.ndarray:
@@ -86,7 +95,7 @@ def crop_and_resize(image: Image.Image, crop_size: int, image_size: int) -> np.n
   left, top = (width - side) // 2, (height - side) // 2
   image = image.crop((left, top, left + side, top + side))
   if side != image_size:
-    image = image.resize((image_size, image_size), _RESAMPLE)
+    image = image.resize((image_size, image_size), RESAMPLE)
   return np.asarray(image, dtype=np.uint8)
 
 
@@ -95,50 +104,85 @@ def decode_image(data: bytes, crop_size: int, image_size: int) -> np.ndarray:
     return crop_and_resize(image, crop_size, image_size)
 
 
-def decode_all(path: str, crop_size: int, image_size: int, workers: int = 0,
-               progress=None) -> np.ndarray:
-  """Decodes every image under `path` into uint8 [N, S, S, 3].
+def decode_into(out: np.ndarray, items: Iterator[tuple[str, object]],
+                convert: Callable[[object], np.ndarray], workers: int = 0,
+                progress: Callable[[int], None] | None = None) -> int:
+  """Converts each (name, payload) into the next row of `out`, in order, in threads.
 
-  Files that fail to decode are skipped and named in one log line; if none decode,
-  that is an error. Decoding runs in threads (Pillow releases the GIL while decoding).
-  `progress(done, total)` is called as images finish.
+  Items that fail to convert are skipped and named in one log line; a `DataError`
+  (a wrong setting, not a bad file) stops everything. Returns the rows filled. The
+  order is that of `items`, so every process that builds the same cache gets the same
+  row for each image. Pillow releases the GIL while decoding and resizing.
   """
-  names = list_images(path)
   workers = workers or os.cpu_count() or 1
-  images = np.empty((len(names), image_size, image_size, 3), np.uint8)
-  ok = np.zeros(len(names), bool)
   failed = []
+  count = seen = 0
 
-  def work(index, name, data):
+  def work(name, payload):
     try:
-      images[index] = decode_image(data, crop_size, image_size)
-      ok[index] = True
+      return name, convert(payload)
     except DataError:
       raise
-    except Exception:  # corrupt or truncated file: skip it, never fatal on its own
+    except Exception:  # a corrupt or truncated file: skip it, never fatal on its own
+      return name, None
+
+  def collect(future):
+    nonlocal count, seen
+    name, image = future.result()
+    seen += 1
+    if image is None:
       failed.append(name)
+    else:
+      out[count] = image
+      count += 1
+    if progress:
+      progress(seen)
 
   with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-    pending = set()
-    for index, (name, data) in enumerate(iterate_image_bytes(path, names)):
-      pending.add(pool.submit(work, index, name, data))
-      if len(pending) >= 8 * workers:  # bound the encoded bytes held in memory
-        done, pending = concurrent.futures.wait(
-            pending, return_when=concurrent.futures.FIRST_COMPLETED)
-        for future in done:
-          future.result()
-        if progress:
-          progress(index + 1 - len(pending), len(names))
-    for future in concurrent.futures.as_completed(pending):
-      future.result()
-  if progress:
-    progress(len(names), len(names))
+    window = collections.deque()
+    for name, payload in items:
+      window.append(pool.submit(work, name, payload))
+      if len(window) >= 8 * workers:  # bounds the encoded bytes held in memory
+        collect(window.popleft())
+    while window:
+      collect(window.popleft())
 
   if failed:
-    logging.warning("Skipped %d of %d files in %s that failed to decode: %s%s", len(failed),
-                    len(names), path, ", ".join(sorted(failed)[:10]),
-                    " ..." if len(failed) > 10 else "")
-  if not ok.any():
-    raise DataError(f"none of the {len(names)} image files in {path!r} could be decoded: "
-                    "check that they are valid JPEG/PNG files")
-  return images[ok] if not ok.all() else images
+    logging.warning("Skipped %d of %d files that failed to decode: %s%s", len(failed), seen,
+                    ", ".join(sorted(failed)[:10]), " ..." if len(failed) > 10 else "")
+  return count
+
+
+def source_fields(path: str) -> dict:
+  """What identifies an image folder or archive's content, for the decoded cache."""
+  path = os.path.abspath(path)
+  if os.path.isdir(path):
+    digest = hashlib.sha256()
+    for name in list_images(path):
+      stat = os.stat(os.path.join(path, name))
+      digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return {"kind": "folder", "path": path, "files": digest.hexdigest()}
+  stat = os.stat(path)
+  return {"kind": "archive", "path": path, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def load_images(path: str, crop_size: int, image_size: int, cache_dir: str = "",
+                workers: int = 0) -> CachedImages:
+  """Every image under `path`, cropped and resized: uint8 [N, S, S, 3], memory-mapped.
+
+  Decoded once into the cache; later calls with the same settings read the cache.
+  """
+  names = list_images(path)
+  fields = {**source_fields(path), "crop_size": crop_size, "image_size": image_size,
+            "resample": RESAMPLE_NAME}
+
+  def fill(out, progress):
+    count = decode_into(out, iterate_image_bytes(path, names),
+                        lambda data: decode_image(data, crop_size, image_size), workers,
+                        progress)
+    if count == 0:
+      raise DataError(f"none of the {len(names)} image files in {path!r} could be decoded: "
+                      "check that they are valid JPEG/PNG files")
+    return count
+
+  return load_or_build(cache_dir, fields, len(names), image_size, fill)

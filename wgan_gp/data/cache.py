@@ -1,0 +1,118 @@
+"""Decoded-image caches: uint8 [N, S, S, 3] on disk, memory-mapped.
+
+Epochs after the first never touch JPEG. A cache is keyed by everything that shapes its
+content (the source's identity, crop, size, resampling), so a cache built under other
+settings is never misused: another key, another file. A cache is written to a temporary
+name and renamed only when complete, with its metadata last, so an interrupted first pass
+leaves no cache that looks valid.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+CACHE_FORMAT_VERSION = 1
+
+
+class CachedImages(NamedTuple):
+  images: np.ndarray  # uint8 [N, S, S, 3], memory-mapped
+  identity: str  # the cache key: names this exact content (e.g. for FID statistics)
+
+
+def default_cache_dir() -> str:
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(base, "wgan_gp", "decoded")
+
+
+def cache_key(fields: dict) -> str:
+  text = json.dumps({"version": CACHE_FORMAT_VERSION, **fields}, sort_keys=True)
+  return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def load_or_build(cache_dir: str, fields: dict, num_images: int, image_size: int,
+                  fill: Callable[[np.ndarray, Callable], int]) -> CachedImages:
+  """The cached images for `fields`, building them with `fill` on a miss.
+
+  `fill(out, progress)` decodes into `out` (uint8 [num_images, S, S, 3], memory-mapped),
+  calls `progress(done)` as it goes, and returns how many leading rows it filled (files
+  that fail to decode are skipped, so this may be less than `num_images`).
+  """
+  cache_dir = cache_dir or default_cache_dir()
+  os.makedirs(cache_dir, exist_ok=True)
+  key = cache_key(fields)
+  data_path = os.path.join(cache_dir, f"{key}.npy")
+  meta_path = os.path.join(cache_dir, f"{key}.json")
+  if os.path.exists(meta_path) and os.path.exists(data_path):
+    with open(meta_path) as f:
+      meta = json.load(f)
+    images = np.load(data_path, mmap_mode="r")
+    if meta.get("fields") == fields and images.shape[1:] == (image_size, image_size, 3):
+      logging.info("Using %d decoded images cached at %s", meta["count"], data_path)
+      return CachedImages(images[:meta["count"]], key)
+    logging.warning("Ignoring the decoded cache %s: it was built for other settings", data_path)
+
+  suffix = f".tmp-{os.getpid()}"
+  out = np.lib.format.open_memmap(data_path + suffix, mode="w+", dtype=np.uint8,
+                                  shape=(num_images, image_size, image_size, 3))
+  progress = Progress(num_images, "Decoding images (first pass; later runs read the cache)")
+  try:
+    count = fill(out, progress.update)
+    out.flush()
+    del out
+    progress.finish()
+    os.replace(data_path + suffix, data_path)
+    _write_json_atomically(meta_path, {"fields": fields, "count": count,
+                                       "built_at": time.strftime("%Y-%m-%d %H:%M:%S")})
+  except BaseException:
+    if os.path.exists(data_path + suffix):
+      os.remove(data_path + suffix)
+    raise
+  logging.info("Cached %d decoded images at %s", count, data_path)
+  return CachedImages(np.load(data_path, mmap_mode="r")[:count], key)
+
+
+def _write_json_atomically(path, content):
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(content, f, indent=2)
+  os.replace(tmp, path)
+
+
+class Progress:
+  """A progress line on stderr (images/s and ETA), redrawn at most every 0.5 s."""
+
+  def __init__(self, total: int, label: str):
+    self.total, self.label = total, label
+    self.start = self._last_draw = time.time()
+    self.done = 0
+    self._interactive = sys.stderr.isatty()
+    self._last_logged_decile = -1
+
+  def update(self, done: int) -> None:
+    self.done = done
+    now = time.time()
+    if now - self._last_draw < 0.5 and done < self.total:
+      return
+    self._last_draw = now
+    rate = done / max(now - self.start, 1e-9)
+    eta = (self.total - done) / max(rate, 1e-9)
+    line = f"{self.label}: {done}/{self.total} ({rate:.0f} images/s, ETA {eta:.0f} s)"
+    if self._interactive:
+      sys.stderr.write("\r" + line)
+      sys.stderr.flush()
+    elif done * 10 // max(self.total, 1) > self._last_logged_decile:
+      self._last_logged_decile = done * 10 // max(self.total, 1)
+      logging.info(line)
+
+  def finish(self) -> None:
+    elapsed = time.time() - self.start
+    if self._interactive:
+      sys.stderr.write("\n")
+    logging.info("%s: %d images in %.1f s (%.0f images/s)", self.label, self.done, elapsed,
+                 self.done / max(elapsed, 1e-9))

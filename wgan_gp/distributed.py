@@ -1,0 +1,90 @@
+"""Several processes, one training run: JAX's multi-controller runtime.
+
+Each process runs the same program on its local devices; `jax.distributed` connects
+them, pmap spans all their devices, and each process feeds its slice of every global
+batch. Process 0 writes logs, samples and config; all take part in checkpoint saves.
+"""
+
+import logging
+import socket
+import time
+
+import jax
+import numpy as np
+
+from wgan_gp.data import AXIS_NAME
+from wgan_gp.data.pipeline import device_mesh
+
+
+class DistributedError(RuntimeError):
+  """The processes of a multi-process run could not be connected."""
+
+
+def _wait_for_coordinator(address: str, timeout_s: float) -> None:
+  """Fails with a clear message if nothing listens at `address` within `timeout_s`.
+
+  Without this, a process whose coordinator is unreachable is aborted by the runtime
+  with a C++ stack trace.
+  """
+  host, _, port = address.rpartition(":")
+  if not host or not port.isdigit():
+    raise DistributedError(f"--coordinator_address={address!r} is not host:port")
+  deadline = time.time() + timeout_s
+  while True:
+    try:
+      with socket.create_connection((host, int(port)), timeout=2):
+        return
+    except OSError as error:
+      if time.time() >= deadline:
+        raise DistributedError(
+            f"coordinator {address} unreachable after {timeout_s:.0f} s ({error}): start "
+            "process 0 first and check --coordinator_address") from None
+      time.sleep(0.5)
+
+
+def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
+               process_id: int | None = None, timeout_s: int = 300) -> None:
+  """Connects this process to the others.
+
+  With no arguments, JAX detects the cluster (SLURM, Open MPI, TPU pods, ...). On CPU the
+  processes exchange collectives through gloo.
+  """
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  if coordinator_address and process_id not in (None, 0):
+    _wait_for_coordinator(coordinator_address, timeout_s)
+  if coordinator_address and process_id == 0:
+    logging.info("Coordinating %s processes at %s (waiting up to %d s for all)",
+                 num_processes, coordinator_address, timeout_s)
+  try:
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=num_processes, process_id=process_id,
+                               initialization_timeout=timeout_s)
+  except (RuntimeError, ValueError) as error:
+    raise DistributedError(f"jax.distributed.initialize failed: {error}") from None
+  logging.info("Process %d of %d, %d local devices, %d in all", jax.process_index(),
+               jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
+class StopAgreement:
+  """Makes every process stop at the same step when any one of them is told to stop.
+
+  Each step, the local stop flags are summed over all devices in a collective that runs
+  behind the training step; its result is read one step later, so no step waits on
+  it and all processes see the same answer at the same step.
+  """
+
+  def __init__(self):
+    self._multi_process = jax.process_count() > 1
+    self._pending = None
+    if self._multi_process:
+      self._sum = jax.pmap(lambda flag: jax.lax.psum(flag, AXIS_NAME), axis_name=AXIS_NAME)
+      self._sharding = jax.sharding.NamedSharding(device_mesh(),
+                                                  jax.sharding.PartitionSpec(AXIS_NAME))
+
+  def should_stop(self, local_stop: bool) -> bool:
+    if not self._multi_process:
+      return local_stop
+    decided = self._pending is not None and int(self._pending.addressable_data(0)[0]) > 0
+    flags = np.full((jax.local_device_count(),), int(local_stop), np.int32)
+    self._pending = self._sum(jax.make_array_from_process_local_data(self._sharding, flags))
+    return decided

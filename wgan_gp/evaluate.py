@@ -1,0 +1,70 @@
+"""Evaluates a run's generator: `python -m wgan_gp.evaluate --workdir=runs/celeba64`.
+
+Images: FID and KID (InceptionV3, against the run's own dataset; its statistics are
+cached) and/or SWD. Toy data: modes captured and % high-quality samples. Prints the
+results and appends them to `<workdir>/eval.jsonl`.
+"""
+
+import json
+import os
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "The run to evaluate.")
+flags.DEFINE_integer("num_samples", None, "Generated (and real) samples; default: the run's "
+                     "eval_samples (images) or toy_eval_samples (2-D data).")
+flags.DEFINE_enum("generator", "ema", ["ema", "raw"], "The EMA generator or the raw one.")
+flags.DEFINE_integer("step", None, "Checkpoint step; default: the latest.")
+flags.DEFINE_bool("best", False, "Evaluate the best-FID checkpoint (<workdir>/best).")
+flags.DEFINE_string("metrics", None, "Image metrics, a subset of 'fid,kid,swd'; default: the "
+                    "run's eval_metrics, or 'fid,kid' if it has none.")
+flags.DEFINE_integer("seed", 0, "Seed of the generator noise and the real subset.")
+flags.mark_flags_as_required(["workdir"])
+
+
+def evaluate_run(workdir: str, num_samples: int | None = None, generator: str = "ema",
+                 step: int | None = None, best: bool = False, metrics: str | None = None,
+                 seed: int = 0) -> dict:
+  """Evaluates one checkpoint; returns and appends to eval.jsonl the record written."""
+  from wgan_gp import data, evaluation
+  from wgan_gp.checkpoint import load_run
+
+  run = load_run(workdir, step, best)
+  config = run.config
+  g_params = run.state.ema_g_params if generator == "ema" else run.state.g_params
+  source = data.create_source(config.data, config.seed)
+  if source.on_device:
+    num_samples = num_samples or config.toy_eval_samples
+    results = evaluation.ToyEvaluator(source, run.gan, num_samples, seed)(g_params)
+  else:
+    names = evaluation.parse_metrics(metrics or config.eval_metrics or "fid,kid")
+    evaluation.check_metrics_available(names)
+    evaluator = evaluation.ImageEvaluator(source, run.gan, names,
+                                          num_samples or config.eval_samples, seed)
+    num_samples = evaluator.num_samples
+    results = evaluator(g_params)
+  record = {"step": run.step, "generator": generator, "checkpoint": "best" if best else "latest",
+            "num_samples": num_samples, "seed": seed,
+            **{f"eval/{k}": v for k, v in results.items()}}
+  with open(os.path.join(workdir, "eval.jsonl"), "a") as f:
+    f.write(json.dumps(record) + "\n")
+  return record
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  from wgan_gp.data import DataError
+  try:
+    record = evaluate_run(FLAGS.workdir, FLAGS.num_samples, FLAGS.generator, FLAGS.step,
+                          FLAGS.best, FLAGS.metrics, FLAGS.seed)
+  except (FileNotFoundError, ValueError, DataError) as error:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(1)
+  print(json.dumps(record))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,125 @@
+"""Evaluating a generator: image metrics (FID, KID, SWD) or toy mode coverage.
+
+The same evaluation runs inside training (every `eval_every` steps and at the end)
+and from `python -m wgan_gp.evaluate`. Samples come from fixed noise (seeded), so two
+evaluations of the same parameters give the same numbers.
+"""
+
+import functools
+
+import jax
+import numpy as np
+
+IMAGE_METRICS = ("fid", "kid", "swd")
+
+
+def parse_metrics(text: str) -> tuple[str, ...]:
+  metrics = tuple(m.strip() for m in text.split(",") if m.strip())
+  unknown = [m for m in metrics if m not in IMAGE_METRICS]
+  if unknown:
+    raise ValueError(f"unknown eval_metrics {unknown}; expected a comma-separated subset of "
+                     f"{','.join(IMAGE_METRICS)}")
+  return metrics
+
+
+def check_metrics_available(metrics: tuple[str, ...]) -> None:
+  """Fails before training if FID/KID are asked for but their weights are missing."""
+  if {"fid", "kid"} & set(metrics):
+    from wgan_gp.metrics.inception import find_weights
+    try:
+      find_weights()
+    except FileNotFoundError as error:
+      raise ValueError(f"{error}; or evaluate with --config.eval_metrics=swd, which needs "
+                       "no weights") from None
+
+
+def generate_in_batches(generate, g_params, num_samples: int, z_dim: int, seed: int,
+                        batch_size: int = 256) -> np.ndarray:
+  """`num_samples` generator outputs for the noise of `seed`, as float32 in [-1, 1]."""
+  noise = jax.random.normal(jax.random.PRNGKey(seed), (num_samples, z_dim))
+  outputs = []
+  for start in range(0, num_samples, batch_size):
+    batch = noise[start:start + batch_size]
+    count = batch.shape[0]
+    if count < batch_size:  # pad: one compiled shape for every batch
+      batch = np.concatenate([batch, np.zeros((batch_size - count, z_dim), batch.dtype)])
+    outputs.append(np.asarray(generate(g_params, batch))[:count])
+  return np.concatenate(outputs)
+
+
+class ImageEvaluator:
+  """FID/KID (InceptionV3) and SWD of generated images against the run's dataset.
+
+  The real side is a fixed, seeded subset of the dataset of the same size as the
+  generated side; its Inception statistics are cached (keyed by the dataset's decoded
+  cache, the subset and the feature network), so later evaluations cost only the
+  generated side.
+  """
+
+  def __init__(self, source, gan, metrics: tuple[str, ...], num_samples: int, seed: int = 0):
+    self.metrics = metrics
+    self.num_samples = min(num_samples, len(source))
+    self.seed = seed
+    self.gan = gan
+    self._source = source
+    self._generate = jax.jit(gan.generate)
+
+  @functools.cached_property
+  def _real_indices(self) -> np.ndarray:
+    rng = np.random.default_rng([self.seed, 2024])
+    return np.sort(rng.permutation(len(self._source))[:self.num_samples])
+
+  def _real_images(self) -> np.ndarray:
+    return np.asarray(self._source.images[self._real_indices])
+
+  def __call__(self, g_params) -> dict[str, float]:
+    fake = generate_in_batches(self._generate, g_params, self.num_samples, self.gan.z_dim,
+                               self.seed)
+    results = {}
+    if {"fid", "kid"} & set(self.metrics):
+      from wgan_gp.metrics import fid
+      from wgan_gp.metrics.inception import default_extractor
+      extractor = default_extractor()
+      reference = fid.reference_stats(
+          f"{self._source.identity}_n{self.num_samples}_seed{self.seed}", self._real_images,
+          extractor=extractor)
+      features = extractor(fake, value_range=(-1.0, 1.0))
+      if "fid" in self.metrics:
+        results["fid"] = fid.frechet_distance(reference.mu, reference.sigma,
+                                              *fid.feature_statistics(features))
+      if "kid" in self.metrics:
+        results["kid"], results["kid_std"] = fid.kernel_inception_distance(
+            reference.features, features)
+    if "swd" in self.metrics:
+      from wgan_gp.metrics.swd import sliced_wasserstein_distance
+      swd = sliced_wasserstein_distance(self._real_images(), fake, value_range=(-1.0, 1.0))
+      results["swd"] = swd["swd_avg"]
+    return results
+
+
+class ToyEvaluator:
+  """Mode coverage of the 2-D mixtures and the paper's Figure-1 view."""
+
+  def __init__(self, source, gan, num_samples: int, seed: int = 0):
+    self.source, self.gan, self.num_samples, self.seed = source, gan, num_samples, seed
+    self._generate = jax.jit(gan.generate)
+    self._criticize = jax.jit(gan.criticize)
+
+  def _samples(self, g_params) -> np.ndarray:
+    return generate_in_batches(self._generate, g_params, self.num_samples, self.gan.z_dim,
+                               self.seed, batch_size=self.num_samples)
+
+  def __call__(self, g_params) -> dict:
+    """Modes captured and % high-quality samples (empty for the swiss roll)."""
+    from wgan_gp.metrics.toy import mode_coverage
+    if self.source.modes is None:
+      return {}
+    return mode_coverage(self._samples(g_params), self.source.modes, self.source.mode_std)
+
+  def figure(self, g_params, d_params, path: str, title: str) -> np.ndarray:
+    """Writes samples and real data over the critic's contours to `path`; returns RGB."""
+    from wgan_gp import visualize
+    real = np.asarray(jax.jit(self.source.sample_batch, static_argnums=1)(
+        jax.random.PRNGKey(self.seed + 1), 1000))
+    return visualize.plot_toy(path, real, self._samples(g_params)[:1000],
+                              lambda x: self._criticize(d_params, x), title=title)

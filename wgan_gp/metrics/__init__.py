@@ -1,0 +1,20 @@
+"""Sample-quality metrics.
+
+- `inception`: the FID InceptionV3 in Flax (2048-d features, reference preprocessing),
+  loading the TF `inception-2015-12-05` weights from a PyTorch port without torch.
+- `fid`: FID and KID from features, and cached dataset reference statistics.
+- `swd`: sliced Wasserstein distance on Laplacian-pyramid patches; needs no weights.
+- `toy`: mode coverage for the 2-D mixtures.
+"""
+
+from wgan_gp.metrics.fid import (ReferenceStats, evaluate_against, fid_from_features,
+                                 frechet_distance, kernel_inception_distance,
+                                 reference_stats)
+from wgan_gp.metrics.inception import InceptionFeatureExtractor, extract_features
+from wgan_gp.metrics.swd import sliced_wasserstein_distance
+
+__all__ = [
+    "InceptionFeatureExtractor", "ReferenceStats", "evaluate_against", "extract_features",
+    "fid_from_features", "frechet_distance", "kernel_inception_distance",
+    "reference_stats", "sliced_wasserstein_distance",
+]

@@ -1,0 +1,124 @@
+"""Looks at what a run generates: `python -m wgan_gp.sample --workdir=runs/celeba64`.
+
+  --mode=grid         a PNG grid of samples
+  --mode=interpolate  latent interpolations between random pairs (linear and/or
+                      spherical), one row per pair, as a PNG strip or an animated GIF
+  --mode=export       N samples as a folder of PNGs or one .npz (uint8 NHWC, or the 2-D
+                      points of a toy run), for external tools
+The same --seed gives the same images.
+"""
+
+import os
+import sys
+
+import jax
+import numpy as np
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "The run to sample from.")
+flags.DEFINE_enum("mode", "grid", ["grid", "interpolate", "export"], "What to write.")
+flags.DEFINE_integer("num", 64, "grid: images; interpolate: pairs (rows); export: samples.")
+flags.DEFINE_integer("steps", 10, "interpolate: images per row, endpoints included.")
+flags.DEFINE_enum("method", "slerp", ["linear", "slerp", "both"], "interpolate: linear, "
+                  "spherical, or both (rows alternate: linear then spherical).")
+flags.DEFINE_bool("gif", False, "interpolate: an animated GIF instead of a PNG strip.")
+flags.DEFINE_enum("format", "png", ["png", "npz"], "export: PNG files or one .npz.")
+flags.DEFINE_string("out", None, "Output file or folder; default under <workdir>/samples/.")
+flags.DEFINE_enum("generator", "ema", ["ema", "raw"], "The EMA generator or the raw one.")
+flags.DEFINE_integer("step", None, "Checkpoint step; default: the latest.")
+flags.DEFINE_integer("seed", 0, "Seed of the latent noise.")
+flags.DEFINE_integer("batch_size", 256, "Samples generated per call.")
+flags.mark_flags_as_required(["workdir"])
+
+
+def slerp(z0, z1, t):
+  """Spherical interpolation (White 2016): keeps latents at a typical Gaussian radius."""
+  unit0 = z0 / np.linalg.norm(z0, axis=-1, keepdims=True)
+  unit1 = z1 / np.linalg.norm(z1, axis=-1, keepdims=True)
+  omega = np.arccos(np.clip(np.sum(unit0 * unit1, -1, keepdims=True), -1.0, 1.0))
+  sin_omega = np.sin(omega)
+  safe = sin_omega > 1e-6  # (anti)parallel endpoints: fall back to a straight line
+  weight0 = np.where(safe, np.sin((1.0 - t) * omega) / np.where(safe, sin_omega, 1.0), 1.0 - t)
+  weight1 = np.where(safe, np.sin(t * omega) / np.where(safe, sin_omega, 1.0), t)
+  return weight0 * z0 + weight1 * z1
+
+
+def interpolation_latents(z0, z1, steps: int, method: str) -> np.ndarray:
+  """[pairs, steps, z_dim] latents from z0 to z1 (both [pairs, z_dim]), endpoints included."""
+  t = np.linspace(0.0, 1.0, steps)[None, :, None]
+  z0, z1 = z0[:, None, :], z1[:, None, :]
+  if method == "linear":
+    return (1.0 - t) * z0 + t * z1
+  return slerp(z0, z1, t)
+
+
+def _generate(run, generator: str, z: np.ndarray, batch_size: int) -> np.ndarray:
+  params = run.state.ema_g_params if generator == "ema" else run.state.g_params
+  generate = jax.jit(run.gan.generate)
+  return np.concatenate([np.asarray(generate(params, z[start:start + batch_size]))
+                         for start in range(0, len(z), batch_size)])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  from wgan_gp import visualize
+  from wgan_gp.checkpoint import load_run
+  try:
+    run = load_run(FLAGS.workdir, FLAGS.step)
+  except (FileNotFoundError, ValueError) as error:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(1)
+  is_image = len(run.gan.data_shape) == 3
+  if FLAGS.mode != "export" and not is_image:
+    print("error: this run generates 2-D points, not images: use --mode=export "
+          "--format=npz (training writes the toy figures under samples/)", file=sys.stderr)
+    sys.exit(1)
+  rng = np.random.default_rng(FLAGS.seed)
+  z_dim = run.gan.z_dim
+  samples_dir = os.path.join(FLAGS.workdir, "samples")
+  tag = f"step{run.step}_{FLAGS.generator}_seed{FLAGS.seed}"
+
+  if FLAGS.mode == "grid":
+    images = _generate(run, FLAGS.generator, rng.standard_normal((FLAGS.num, z_dim), np.float32),
+                       FLAGS.batch_size)
+    out = FLAGS.out or os.path.join(samples_dir, f"grid_{tag}.png")
+    visualize.save_png(visualize.image_grid(images), out)
+
+  elif FLAGS.mode == "interpolate":
+    z0, z1 = rng.standard_normal((2, FLAGS.num, z_dim), np.float32)
+    methods = ["linear", "slerp"] if FLAGS.method == "both" else [FLAGS.method]
+    latents = np.stack([interpolation_latents(z0, z1, FLAGS.steps, m) for m in methods], axis=1)
+    latents = latents.reshape(-1, z_dim).astype(np.float32)  # rows: pair-major, method-minor
+    images = _generate(run, FLAGS.generator, latents, FLAGS.batch_size)
+    rows = images.reshape(-1, FLAGS.steps, *images.shape[1:])
+    suffix = "gif" if FLAGS.gif else "png"
+    out = FLAGS.out or os.path.join(samples_dir, f"interpolation_{FLAGS.method}_{tag}.{suffix}")
+    if FLAGS.gif:  # frame k: the k-th image of every row, tiled
+      frames = [visualize.image_grid(rows[:, k]) for k in range(FLAGS.steps)]
+      frames += frames[-2:0:-1]  # there and back
+      visualize.save_gif(frames, out)
+    else:
+      visualize.save_png(visualize.image_grid(rows.reshape(-1, *images.shape[1:]),
+                                              columns=FLAGS.steps), out)
+
+  else:
+    samples = _generate(run, FLAGS.generator, rng.standard_normal((FLAGS.num, z_dim), np.float32),
+                        FLAGS.batch_size)
+    if FLAGS.format == "npz":
+      out = FLAGS.out or os.path.join(samples_dir, f"samples_{tag}.npz")
+      os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+      np.savez(out, samples=visualize.to_uint8(samples) if is_image else samples)
+    else:
+      if not is_image:
+        print("error: 2-D points cannot be PNGs: use --format=npz", file=sys.stderr)
+        sys.exit(1)
+      out = FLAGS.out or os.path.join(samples_dir, f"export_{tag}")
+      for i, image in enumerate(visualize.to_uint8(samples)):
+        visualize.save_png(image, os.path.join(out, f"{i:06d}.png"))
+  print(out)
+
+
+if __name__ == "__main__":
+  app.run(main)

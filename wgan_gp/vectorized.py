@@ -1,0 +1,278 @@
+"""K trials of a toy config trained in one compiled program.
+
+`jax.vmap` runs the training step (`train.train_step`, unchanged) over a stack of K GAN
+states and K values of the array-valued hyperparameters: the seed (each trial's own
+initial parameters and random streams), λ, c and the two learning rates. Everything
+else (model, batch, n_critic, loss, number of steps) is shared, because it fixes shapes
+or the program. A small model leaves one device mostly idle, so K trials take far less
+than K times one; trial k gives what a single run with its settings gives, up to float
+rounding (tests/test_vectorized.py).
+
+From Python:
+
+    trials = [{"loss.gp_weight": 0.1, "seed": 0}, {"loss.gp_weight": 10.0, "seed": 0}]
+    vec = VectorizedTrials(config, trials)
+    states = vec.init()
+    states, metrics = vec.step(states)        # metrics["wasserstein"].shape == (2,)
+    vec.trial_state(states, 1)                # trial 1's GANState
+
+From the command line (`python -m wgan_gp.sweep ... --vectorize` writes the spec):
+
+    python -m wgan_gp.vectorized spec.json
+
+where spec.json is {"base_config": "configs/toy2d.py:8gaussians", "trials":
+[{"workdir": ..., "overrides": {...}}, ...]}. Each trial's workdir gets what
+`python -m wgan_gp.main` writes (config.json, metrics.jsonl, eval.jsonl, samples/,
+checkpoints/), so a trial can be continued on its own with the single-run command.
+"""
+
+import copy
+import functools
+import json
+import logging
+import math
+import os
+import sys
+import time
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from wgan_gp import train
+from wgan_gp.data import AXIS_NAME, create_source
+
+# The hyperparameters that may differ between the trials of one program.
+ARRAY_FIELDS = ("seed", "loss.gp_weight", "loss.clip_value", "optim.generator.learning_rate",
+                "optim.critic.learning_rate")
+
+
+def split_overrides(overrides: dict) -> tuple[dict, dict]:
+  """(overrides that fix the program, array-valued overrides)."""
+  static = {k: v for k, v in overrides.items() if k not in ARRAY_FIELDS}
+  return static, {k: v for k, v in overrides.items() if k in ARRAY_FIELDS}
+
+
+def with_overrides(config, overrides: dict):
+  """A copy of `config` with dotted-key overrides applied (type-checked)."""
+  config = copy.deepcopy(config)
+  config.update_from_flattened_dict(dict(overrides))
+  return config
+
+
+def stack(trees):
+  """Trees with equal structure -> one tree with a leading trial axis."""
+  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+class VectorizedTrials:
+  """The compiled step of K trials that share `config` except for `ARRAY_FIELDS`."""
+
+  def __init__(self, config, trials: Sequence[dict]):
+    if not trials:
+      raise ValueError("a vectorised run needs at least one trial")
+    for trial in trials:
+      static = split_overrides(trial)[0]
+      if static:
+        raise ValueError(f"{sorted(static)} cannot differ within one vectorised run: only "
+                         f"{', '.join(ARRAY_FIELDS)} can; run other settings separately")
+    self.config = config
+    self.configs = [with_overrides(config, trial) for trial in trials]
+    self.source = create_source(config.data, config.seed)
+    if not self.source.on_device:
+      raise ValueError(f"data.source={config.data.source!r}: vectorised runs need data "
+                       "sampled on the device (the toy configs)")
+    self.gan = train.build_gan(config, AXIS_NAME)
+    # Only the swept fields become arrays: the others stay compile-time constants,
+    # exactly as in a single run.
+    swept = [f for f in ARRAY_FIELDS if f != "seed" and any(f in t for t in trials)]
+    self.hparams = {f: jnp.asarray([_get(c, f) for c in self.configs], jnp.float32)
+                    for f in swept}
+    self._step = jax.jit(jax.vmap(self._one_trial), donate_argnums=(0,))
+
+  @property
+  def num_trials(self) -> int:
+    return len(self.configs)
+
+  def init(self) -> train.GANState:
+    """The K initial states, stacked (each from its trial's seed)."""
+    return stack([train.create_train_state(c, self.gan) for c in self.configs])
+
+  def step(self, states: train.GANState, hparams: dict | None = None):
+    """One training iteration of every trial: (states, metrics of shape [K])."""
+    return self._step(states, self.hparams if hparams is None else hparams)
+
+  def _one_trial(self, state, hparams):
+    step = functools.partial(train.train_step, gan=self.gan, config=self.config,
+                             sample_real=self.source.sample, axis_name=AXIS_NAME,
+                             hparams=hparams)
+    # The step averages over a device axis; a trial occupies one "device", an axis of
+    # size 1 here, so its collectives are identities.
+    on_one_device = jax.vmap(lambda s: step(s, None), axis_name=AXIS_NAME)
+    new_state, metrics = on_one_device(jax.tree.map(lambda x: x[None], state))
+    return jax.tree.map(lambda x: x[0], (new_state, metrics))
+
+  @staticmethod
+  def trial_state(states, k: int):
+    return jax.tree.map(lambda x: x[k], states)
+
+
+def _get(config, dotted_key: str):
+  for part in dotted_key.split("."):
+    config = config[part]
+  return config
+
+
+# ------------------------------------------------------------ Training to workdirs
+
+
+def train_and_evaluate_trials(config, trials: Sequence[dict], workdirs: Sequence[str]):
+  """Trains K trials together, each writing the outputs of a single run to its workdir.
+
+  Resumes when every workdir holds a checkpoint of the same step. A trial that goes
+  non-finite stops being checkpointed (its last good checkpoint stays) while the others
+  go on; it ends without a final checkpoint, so a sweep reports it as failed.
+  """
+  from wgan_gp import visualize
+  from wgan_gp.checkpoint import Checkpointer, abstract_like
+  from wgan_gp.metrics.toy import mode_coverage
+  from wgan_gp.writers import MetricWriter
+
+  vec = VectorizedTrials(config, trials)
+  for trial_config in vec.configs:
+    train.validate_config(trial_config)
+  checkpointers = []
+  for trial_config, workdir in zip(vec.configs, workdirs):
+    os.makedirs(workdir, exist_ok=True)
+    checkpointers.append(Checkpointer(os.path.join(workdir, "checkpoints"),
+                                      trial_config.keep_checkpoints))
+    train._prepare_workdir(trial_config, workdir, checkpointers[-1])
+
+  states = vec.init()
+  latest = [c.latest_step() for c in checkpointers]
+  if any(s is not None for s in latest):
+    if len(set(latest)) != 1:
+      raise train.IncompatibleCheckpointError(
+          f"the trials' latest checkpoints are at different steps "
+          f"({dict(zip(workdirs, latest))}): a vectorised run resumes only together; remove "
+          "the trials' workdirs to restart them")
+    states = stack([c.restore(abstract_like(vec.trial_state(states, k)))[0]
+                    for k, c in enumerate(checkpointers)])
+    logging.info("Resumed %d trials from step %d", vec.num_trials, latest[0])
+
+  sampling_gan = train.build_gan(config)
+  generate, criticize = jax.jit(sampling_gan.generate), jax.jit(sampling_gan.criticize)
+  sample_batch = jax.jit(vec.source.sample_batch, static_argnums=1)
+  writers = [MetricWriter(w) for w in workdirs]
+  eval_writers = [w.sibling("eval.jsonl") for w in writers]
+  healthy = [True] * vec.num_trials
+  examples_per_step = config.n_critic * config.batch_size
+
+  def evaluate(step, k):
+    """The toy evaluation of `train_and_evaluate`: mode coverage and the Figure-1 view."""
+    trial_config, state = vec.configs[k], vec.trial_state(states, k)
+    key = jax.random.PRNGKey(trial_config.seed + 2)
+    n = trial_config.toy_eval_samples
+    fake = np.asarray(generate(state.ema_g_params, jax.random.normal(key, (n, vec.gan.z_dim))))
+    real = np.asarray(sample_batch(jax.random.fold_in(key, 1), n))
+    results = {}
+    if vec.source.modes is not None:
+      results = mode_coverage(fake, vec.source.modes, vec.source.mode_std)
+    title = f"{config.data.source}, step {step}" + (
+        f": {results['modes_captured']}/{results['num_modes']} modes, "
+        f"{results['high_quality_pct']:.1f}% high quality" if results else "")
+    figure = visualize.plot_toy(
+        os.path.join(workdirs[k], "samples", f"toy_step_{step:07d}.png"), real[:1000],
+        fake[:1000], lambda x: criticize(state.d_params, x), title=title)
+    writers[k].write_image(step, "samples/toy", figure)
+    if results:
+      eval_writers[k].write_scalars(step, results, prefix="eval/")
+
+  start_step = int(states.step[0])
+  window, window_start, window_step, periodic = [], time.time(), start_step, 0.0
+  logging.info("Training %d trials together, steps %d..%d", vec.num_trials, start_step + 1,
+               config.num_train_steps)
+  step = start_step
+  with train._StopRequest() as stop_request:
+    try:
+      for step in range(start_step + 1, config.num_train_steps + 1):
+        states, metrics = vec.step(states)
+        window.append(metrics)
+        if step == start_step + 1:
+          jax.block_until_ready(metrics)
+          logging.info("First step (compilation included) took %.1f s",
+                       time.time() - window_start)
+          window, window_start, window_step = [], time.time(), step
+        stopping = stop_request.signal is not None
+        is_last = step == config.num_train_steps
+        periodic_start = time.time()
+        checkpointing = step % config.checkpoint_every == 0 or is_last or stopping
+        # Metrics are checked before every checkpoint: a non-finite state is never saved.
+        if window and (step % config.log_every == 0 or checkpointing):
+          fetched = jax.device_get(window)
+          seconds = time.time() - window_start - periodic
+          steps_per_sec = (step - window_step) / max(seconds, 1e-9)
+          for k in range(vec.num_trials):
+            summary = {name: float(np.mean([m[name][k] for m in fetched]))
+                       for name in fetched[0]}
+            summary["interp_grad_norm_max"] = max(float(m["interp_grad_norm_max"][k])
+                                                  for m in fetched)
+            summary.update(steps_per_sec=steps_per_sec,
+                           images_per_sec=steps_per_sec * examples_per_step,
+                           eta_minutes=(config.num_train_steps - step)
+                           / max(steps_per_sec, 1e-9) / 60)
+            if healthy[k] and not all(math.isfinite(v) for v in summary.values()):
+              healthy[k] = False
+              logging.error("trial %s went non-finite by step %d; its last good checkpoint "
+                            "stays, the other trials go on", workdirs[k], step)
+            writers[k].write_scalars(step, summary)
+          window, window_start, window_step, periodic = [], time.time(), step, 0.0
+          periodic_start = time.time()
+        if (config.eval_every and step % config.eval_every == 0) or is_last:
+          for k in range(vec.num_trials):
+            if healthy[k]:
+              evaluate(step, k)
+        if checkpointing:
+          for k, checkpointer in enumerate(checkpointers):
+            if healthy[k]:
+              checkpointer.save(step, vec.trial_state(states, k),
+                                step * examples_per_step)
+        periodic += time.time() - periodic_start
+        if stopping:
+          logging.warning("Stopped by %s at step %d; checkpoints saved", stop_request.signal,
+                          step)
+          break
+    finally:
+      for closeable in (*checkpointers, *eval_writers, *writers):
+        closeable.close()
+  return states, healthy
+
+
+def main(argv=None) -> int:
+  argv = sys.argv[1:] if argv is None else argv
+  if len(argv) != 1:
+    print("usage: python -m wgan_gp.vectorized spec.json", file=sys.stderr)
+    return 2
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+  logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax's step-by-step save logs
+  from wgan_gp.config import load_config
+  with open(argv[0]) as f:
+    spec = json.load(f)
+  split = [split_overrides(t["overrides"]) for t in spec["trials"]]
+  statics = {json.dumps(static, sort_keys=True) for static, _ in split}
+  if len(statics) != 1:
+    print(f"error: the trials differ in more than {', '.join(ARRAY_FIELDS)}", file=sys.stderr)
+    return 1
+  config = load_config(spec["base_config"], split[0][0])
+  try:
+    _, healthy = train_and_evaluate_trials(config, [array for _, array in split],
+                                           [t["workdir"] for t in spec["trials"]])
+  except (train.ConfigError, train.IncompatibleCheckpointError, ValueError) as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 1
+  return 0 if all(healthy) else 1
+
+
+if __name__ == "__main__":
+  sys.exit(main())
