@@ -2,22 +2,12 @@
 and FID's ordering on real CelebA images (real ≪ blurred ≪ noise)."""
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import CELEBA_TAR, requires_celeba_tar
 from wgan_gp.metrics import fid, inception
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = REPO_ROOT.parent / "shared"
-CELEBA_TAR = SHARED / "data" / "celeba_align_10k_89x109.tar"
-if not SHARED.is_dir():
-  NO_CELEBA = f"shared data folder {SHARED} (../shared beside the repo) is absent"
-elif not CELEBA_TAR.is_file():
-  NO_CELEBA = f"{CELEBA_TAR} is absent"
-else:
-  NO_CELEBA = ""
 
 
 # ----------------------------------------------------------------------------------
@@ -161,7 +151,7 @@ def _blur(images: np.ndarray) -> np.ndarray:
                    for im in images])
 
 
-@pytest.mark.skipif(bool(NO_CELEBA), reason=NO_CELEBA)
+@requires_celeba_tar
 def test_fid_orders_real_blurred_and_noise(tmp_path):
   try:
     inception.find_weights()

@@ -100,7 +100,18 @@ def test_refuses_storage_record_forged_inside_the_pickle():
     inception._rebuild_tensor(("storage", "0", (np.dtype(object), 4)), 0, (4,), (1,))
 
 
+def test_weights_path_from_the_environment(monkeypatch, tmp_path):
+  weights = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
+  weights.write_bytes(b"")
+  monkeypatch.setenv(inception.WEIGHTS_ENV_VAR, str(weights))
+  assert inception.find_weights() == weights
+  monkeypatch.setenv(inception.WEIGHTS_ENV_VAR, str(tmp_path / "missing.pth"))
+  with pytest.raises(FileNotFoundError, match="is not a file"):
+    inception.find_weights()
+
+
 def test_missing_weights_error_names_the_install_command(monkeypatch):
+  monkeypatch.delenv(inception.WEIGHTS_ENV_VAR, raising=False)
   monkeypatch.setattr(inception.importlib.util, "find_spec", lambda name: None)
   with pytest.raises(FileNotFoundError) as error:
     inception.find_weights()

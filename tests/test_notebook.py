@@ -1,9 +1,6 @@
 """The quickstart notebook executes top to bottom (with a few training steps)."""
 
-import os
-
 import nbformat
-import pytest
 from nbclient import NotebookClient
 
 from conftest import REPO_ROOT

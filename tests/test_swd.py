@@ -1,21 +1,10 @@
 """The Laplacian-pyramid sliced Wasserstein distance (ProGAN protocol)."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from conftest import CELEBA_TAR, requires_celeba_tar
 from wgan_gp.metrics import swd
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = REPO_ROOT.parent / "shared"
-CELEBA_TAR = SHARED / "data" / "celeba_align_10k_89x109.tar"
-if not SHARED.is_dir():
-  NO_CELEBA = f"shared data folder {SHARED} (../shared beside the repo) is absent"
-elif not CELEBA_TAR.is_file():
-  NO_CELEBA = f"{CELEBA_TAR} is absent"
-else:
-  NO_CELEBA = ""
 
 
 def _smooth_images(n: int, seed: int) -> np.ndarray:
@@ -89,7 +78,7 @@ def test_float_images_need_value_range_and_match_uint8():
           == swd.sliced_wasserstein_distance(images, other, seed=1))
 
 
-@pytest.mark.skipif(bool(NO_CELEBA), reason=NO_CELEBA)
+@requires_celeba_tar
 def test_swd_orders_real_blurred_and_noise():
   from PIL import Image, ImageFilter
 

@@ -149,9 +149,32 @@ def test_trials_run_side_by_side_one_device_each(tmp_path):
   fake_python.chmod(0o755)
   sweep_file, workdir = tmp_path / "tiny.py", tmp_path / "runs"
   _write_sweep_file(sweep_file)
+  with open(sweep_file, "a") as f:  # the sweep's own final metrics, added to the table
+    f.write("def evaluate(trial_workdir):\n  return {'trial_path_length': len(trial_workdir)}\n")
   loaded = sweep.load_sweep(str(sweep_file), str(workdir), python=str(fake_python))
   records = sweep.run_sweep(loaded, str(workdir), devices=["0", "1"], poll_seconds=0.05)
   assert len(records) == 2
+  assert all(r["metrics"]["trial_path_length"] == len(str(workdir / r["name"]))
+             for r in records)
   runs = [json.loads((workdir / r["name"] / "fake.json").read_text()) for r in records]
   assert sorted(r["device"] for r in runs) == ["0", "1"]
   assert max(r["start"] for r in runs) < min(r["end"] for r in runs)  # they overlapped
+
+
+def test_vectorize_groups_trials_that_differ_only_in_array_valued_settings(tmp_path):
+  sweep_file, workdir = tmp_path / "grid.py", tmp_path / "runs"
+  sweep_file.write_text(f'''
+from wgan_gp.sweep import product
+BASE_CONFIG = {str(CONFIGS / "toy2d.py:smoke")!r}
+TRIALS = product({{"loss.gp_weight": [0.1, 10.0]}}, {{"n_critic": [1, 5]}}, {{"seed": [0, 1]}})
+''')
+  loaded = sweep.load_sweep(str(sweep_file), str(workdir))
+  jobs = sweep._vectorized_jobs(loaded, list(loaded.trials), str(workdir), sys.executable)
+  assert len(jobs) == 2  # one program per n_critic, 4 trials (λ × seed) in each
+  for job in jobs:
+    spec = json.loads(open(job.command[-1]).read())
+    assert job.command[1:3] == ("-m", "wgan_gp.vectorized")
+    assert len({t["overrides"]["n_critic"] for t in spec["trials"]}) == 1
+    assert {(t["overrides"]["loss.gp_weight"], t["overrides"]["seed"])
+            for t in spec["trials"]} == {(0.1, 0), (0.1, 1), (10.0, 0), (10.0, 1)}
+    assert [t["workdir"] for t in spec["trials"]] == [t.workdir for t in job.trials]

@@ -134,9 +134,8 @@ def train_and_evaluate_trials(config, trials: Sequence[dict], workdirs: Sequence
   non-finite stops being checkpointed (its last good checkpoint stays) while the others
   go on; it ends without a final checkpoint, so a sweep reports it as failed.
   """
-  from wgan_gp import visualize
   from wgan_gp.checkpoint import Checkpointer, abstract_like
-  from wgan_gp.metrics.toy import mode_coverage
+  from wgan_gp.evaluation import ToyEvaluator
   from wgan_gp.writers import MetricWriter
 
   vec = VectorizedTrials(config, trials)
@@ -162,29 +161,25 @@ def train_and_evaluate_trials(config, trials: Sequence[dict], workdirs: Sequence
     logging.info("Resumed %d trials from step %d", vec.num_trials, latest[0])
 
   sampling_gan = train.build_gan(config)
-  generate, criticize = jax.jit(sampling_gan.generate), jax.jit(sampling_gan.criticize)
-  sample_batch = jax.jit(vec.source.sample_batch, static_argnums=1)
+  # One evaluator per trial (each samples with its own seed): the protocol of a single run.
+  evaluators = [ToyEvaluator(vec.source, sampling_gan, c.toy_eval_samples, c.seed)
+                for c in vec.configs]
   writers = [MetricWriter(w) for w in workdirs]
   eval_writers = [w.sibling("eval.jsonl") for w in writers]
   healthy = [True] * vec.num_trials
   examples_per_step = config.n_critic * config.batch_size
 
   def evaluate(step, k):
-    """The toy evaluation of `train_and_evaluate`: mode coverage and the Figure-1 view."""
-    trial_config, state = vec.configs[k], vec.trial_state(states, k)
-    key = jax.random.PRNGKey(trial_config.seed + 2)
-    n = trial_config.toy_eval_samples
-    fake = np.asarray(generate(state.ema_g_params, jax.random.normal(key, (n, vec.gan.z_dim))))
-    real = np.asarray(sample_batch(jax.random.fold_in(key, 1), n))
-    results = {}
-    if vec.source.modes is not None:
-      results = mode_coverage(fake, vec.source.modes, vec.source.mode_std)
-    title = f"{config.data.source}, step {step}" + (
-        f": {results['modes_captured']}/{results['num_modes']} modes, "
-        f"{results['high_quality_pct']:.1f}% high quality" if results else "")
-    figure = visualize.plot_toy(
-        os.path.join(workdirs[k], "samples", f"toy_step_{step:07d}.png"), real[:1000],
-        fake[:1000], lambda x: criticize(state.d_params, x), title=title)
+    """What `train_and_evaluate` does for a toy run: mode coverage and the Figure-1 view."""
+    state = vec.trial_state(states, k)
+    results = evaluators[k](state.ema_g_params)
+    title = f"{config.data.source}, step {step}"
+    if results:
+      title += (f": {results['modes_captured']}/{results['num_modes']} modes, "
+                f"{results['high_quality_pct']:.1f}% high quality")
+    figure = evaluators[k].figure(
+        state.ema_g_params, state.d_params,
+        os.path.join(workdirs[k], "samples", f"toy_step_{step:07d}.png"), title)
     writers[k].write_image(step, "samples/toy", figure)
     if results:
       eval_writers[k].write_scalars(step, results, prefix="eval/")

@@ -17,17 +17,14 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from wgan_gp.user_cache import user_cache_dir
+
 CACHE_FORMAT_VERSION = 1
 
 
 class CachedImages(NamedTuple):
   images: np.ndarray  # uint8 [N, S, S, 3], memory-mapped
   identity: str  # the cache key: names this exact content (e.g. for FID statistics)
-
-
-def default_cache_dir() -> str:
-  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-  return os.path.join(base, "wgan_gp", "decoded")
 
 
 def cache_key(fields: dict) -> str:
@@ -43,7 +40,7 @@ def load_or_build(cache_dir: str, fields: dict, num_images: int, image_size: int
   calls `progress(done)` as it goes, and returns how many leading rows it filled (files
   that fail to decode are skipped, so this may be less than `num_images`).
   """
-  cache_dir = cache_dir or default_cache_dir()
+  cache_dir = cache_dir or str(user_cache_dir() / "decoded")
   os.makedirs(cache_dir, exist_ok=True)
   key = cache_key(fields)
   data_path = os.path.join(cache_dir, f"{key}.npy")

