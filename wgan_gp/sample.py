@@ -15,6 +15,8 @@ import jax
 import numpy as np
 from absl import app, flags
 
+from wgan_gp.latents import interpolation_latents
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "The run to sample from.")
 flags.DEFINE_enum("mode", "grid", ["grid", "interpolate", "export"], "What to write.")
@@ -30,27 +32,6 @@ flags.DEFINE_integer("step", None, "Checkpoint step; default: the latest.")
 flags.DEFINE_integer("seed", 0, "Seed of the latent noise.")
 flags.DEFINE_integer("batch_size", 256, "Samples generated per call.")
 flags.mark_flags_as_required(["workdir"])
-
-
-def slerp(z0, z1, t):
-  """Spherical interpolation (White 2016): keeps latents at a typical Gaussian radius."""
-  unit0 = z0 / np.linalg.norm(z0, axis=-1, keepdims=True)
-  unit1 = z1 / np.linalg.norm(z1, axis=-1, keepdims=True)
-  omega = np.arccos(np.clip(np.sum(unit0 * unit1, -1, keepdims=True), -1.0, 1.0))
-  sin_omega = np.sin(omega)
-  safe = sin_omega > 1e-6  # (anti)parallel endpoints: fall back to a straight line
-  weight0 = np.where(safe, np.sin((1.0 - t) * omega) / np.where(safe, sin_omega, 1.0), 1.0 - t)
-  weight1 = np.where(safe, np.sin(t * omega) / np.where(safe, sin_omega, 1.0), t)
-  return weight0 * z0 + weight1 * z1
-
-
-def interpolation_latents(z0, z1, steps: int, method: str) -> np.ndarray:
-  """[pairs, steps, z_dim] latents from z0 to z1 (both [pairs, z_dim]), endpoints included."""
-  t = np.linspace(0.0, 1.0, steps)[None, :, None]
-  z0, z1 = z0[:, None, :], z1[:, None, :]
-  if method == "linear":
-    return (1.0 - t) * z0 + t * z1
-  return slerp(z0, z1, t)
 
 
 def _generate(run, generator: str, z: np.ndarray, batch_size: int) -> np.ndarray:

@@ -48,6 +48,7 @@ import time
 from typing import Any, Iterable, Sequence
 
 from wgan_gp.config import load_config
+from wgan_gp.stopping import StopRequest
 
 DONE_FILE = "done.json"
 TRIAL_FILE = "trial.json"
@@ -330,26 +331,26 @@ def run_sweep(sweep: Sweep, workdir: str, devices: Sequence[str] = (),
   slots = list(devices) or [None]
   running: list[_Running] = []
   failed = []
-  stop = _StopOnSignal()
+  stop = StopRequest("stopping the running trials at their next step")
   with stop:
-    while (jobs and not stop.requested) or running:
+    while (jobs and not stop.signal) or running:
       free = [d for d in slots if d not in {r.device for r in running}]
-      while jobs and free and not stop.requested:
+      while jobs and free and not stop.signal:
         running.append(_start(jobs.pop(0), free.pop(0)))
       time.sleep(poll_seconds)
-      if stop.requested:
+      if stop.signal:
         for r in running:
           if r.process.poll() is None:
             r.process.send_signal(signal.SIGTERM)  # the trial checkpoints, then exits
       for r in [r for r in running if r.process.poll() is not None]:
         running.remove(r)
         r.log.close()
-        failed += _finish(r, sweep.evaluate, stopped=stop.requested is not None)
+        failed += _finish(r, sweep.evaluate, stopped=stop.signal is not None)
   if failed:
     logging.error("%d trial(s) failed: %s (see their log.txt); a rerun retries them",
                   len(failed), ", ".join(failed))
-  if stop.requested:
-    raise SweepStopped(f"sweep stopped by {stop.requested}; rerun the same command to resume")
+  if stop.signal:
+    raise SweepStopped(f"sweep stopped by {stop.signal}; rerun the same command to resume")
   return [_read_done(t) for t in sweep.trials if is_finished(t)]
 
 
@@ -393,29 +394,6 @@ def _finish(running: _Running, evaluate, stopped: bool) -> list[str]:
 def _read_done(trial: Trial) -> dict:
   with open(os.path.join(trial.workdir, DONE_FILE)) as f:
     return json.load(f)
-
-
-class _StopOnSignal:
-  """Turns SIGTERM/SIGINT into `requested`, so running trials get the chance to checkpoint."""
-
-  def __init__(self):
-    self.requested = None
-    self._previous = {}
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      for sig in (signal.SIGTERM, signal.SIGINT):
-        self._previous[sig] = signal.signal(sig, self._handle)
-    return self
-
-  def _handle(self, signum, frame):
-    self.requested = signal.Signals(signum).name
-    logging.warning("%s received: stopping the running trials at their next step",
-                    self.requested)
-
-  def __exit__(self, *exc):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
 
 
 def _die_with_parent_fn():

@@ -4,14 +4,13 @@ Library first: `create_train_state`, `train_step` and `make_train_step` are what
 notebook uses; `train_and_evaluate` is the loop behind `python -m wgan_gp.main`.
 """
 
+import collections
 import functools
 import itertools
 import json
 import logging
 import math
 import os
-import signal
-import threading
 import time
 from typing import Any, Callable
 
@@ -283,7 +282,7 @@ def validate_config(config) -> None:
     raise ConfigError(str(error)) from None
 
 
-def _prepare_workdir(config, workdir: str, checkpointer) -> None:
+def prepare_workdir(config, workdir: str, checkpointer) -> None:
   """Refuses a workdir whose checkpoint came from an incompatible config; saves this one."""
   from wgan_gp.config import state_incompatibilities, to_json
   path = os.path.join(workdir, "config.json")
@@ -299,31 +298,6 @@ def _prepare_workdir(config, workdir: str, checkpointer) -> None:
     with open(tmp, "w") as f:
       f.write(to_json(config))
     os.replace(tmp, path)
-
-
-class _StopRequest:
-  """Turns SIGTERM/SIGINT into a request to checkpoint and stop after the current step."""
-
-  def __init__(self):
-    self.signal = None
-    self._previous = {}
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      for sig in (signal.SIGTERM, signal.SIGINT):
-        self._previous[sig] = signal.signal(sig, self._handle)
-    return self
-
-  def _handle(self, signum, frame):
-    if self.signal is not None and signum == signal.SIGINT:
-      raise KeyboardInterrupt  # a second Ctrl-C stops at once
-    self.signal = signal.Signals(signum).name
-    logging.warning("%s received: saving a checkpoint after this step, then stopping",
-                    self.signal)
-
-  def __exit__(self, *exc):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
 
 
 def _check_finite(step_metrics, last_checkpoint, checkpoint_dir) -> None:
@@ -343,7 +317,7 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   """
   from wgan_gp import data, visualize
   from wgan_gp.checkpoint import Checkpointer, abstract_like
-  from wgan_gp.distributed import StopAgreement
+  from wgan_gp.stopping import StopAgreement, StopRequest
   from wgan_gp.evaluation import ImageEvaluator, ToyEvaluator
   from wgan_gp.writers import MetricWriter
 
@@ -353,7 +327,7 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   is_main_process = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
-  _prepare_workdir(config, workdir, checkpointer)
+  prepare_workdir(config, workdir, checkpointer)
   writer = MetricWriter(workdir, enabled=is_main_process)
   eval_writer = writer.sibling("eval.jsonl")  # same TensorBoard run, its own JSONL
 
@@ -435,27 +409,35 @@ def train_and_evaluate(config, workdir: str) -> GANState:
     batches = data.prefetch_to_devices(
         source.batches(data_position, config.n_critic, config.batch_size,
                        jax.process_index(), jax.process_count()), config.data.prefetch)
-  unchecked = []  # (step, device metrics) not yet fetched and checked
+  unchecked = []  # (step, device metrics) dispatched but not yet fetched and checked
+  window = []  # fetched metrics since the last log line
   window_start_time, window_start_step = time.time(), start_step
   periodic_seconds = 0.0  # samples, evals and checkpoints: kept out of steps/s
+  in_flight = collections.deque()  # device metrics of the last steps dispatched
 
-  def flush_metrics(step):
-    """Fetches the steps since the last flush, stops on non-finite, logs the mean."""
-    nonlocal unchecked, window_start_time, window_start_step, periodic_seconds
-    if not unchecked:
-      return
+  def fetch_metrics():
+    """Fetches the steps dispatched since the last fetch; stops on a non-finite value."""
+    nonlocal unchecked
     fetched = [(s, host_metrics(m)) for s, m in unchecked]
     unchecked = []
     _check_finite(fetched, last_checkpoint, checkpointer.directory)
+    window.extend(m for _, m in fetched)
+
+  def log_metrics(step):
+    """Writes the mean of the window's metrics, with throughput and ETA."""
+    nonlocal window_start_time, window_start_step, periodic_seconds
+    if not window:
+      return
     now = time.time()
     training_seconds = now - window_start_time - periodic_seconds
     steps_per_sec = (step - window_start_step) / max(training_seconds, 1e-9)
-    summary = {k: float(np.mean([m[k] for _, m in fetched])) for k in fetched[0][1]}
-    summary["interp_grad_norm_max"] = max(m["interp_grad_norm_max"] for _, m in fetched)
+    summary = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
+    summary["interp_grad_norm_max"] = max(m["interp_grad_norm_max"] for m in window)
     summary.update(steps_per_sec=steps_per_sec,
                    images_per_sec=steps_per_sec * examples_per_step,
                    eta_minutes=(config.num_train_steps - step) / max(steps_per_sec, 1e-9) / 60)
     writer.write_scalars(step, summary)
+    window.clear()
     window_start_time, window_start_step, periodic_seconds = now, step, 0.0
 
   logging.info("Training steps %d..%d on %d devices (%d processes), global batch %d, "
@@ -465,32 +447,39 @@ def train_and_evaluate(config, workdir: str) -> GANState:
     writer.write_text(0, "config", "```\n" + str(config) + "\n```")
   step = start_step
   stop_agreement = StopAgreement()
-  with _StopRequest() as stop_request:
+  with StopRequest() as stop_request:
     try:
       for step in range(start_step + 1, config.num_train_steps + 1):
         with jax.profiler.StepTraceAnnotation("train", step_num=step):
           state, metrics = p_train_step(state, next(batches))
         unchecked.append((step, metrics))
         data_position += examples_per_step
+        # The host runs at most two steps ahead of the devices: enough to keep them busy,
+        # and a stop request takes effect within a step or two.
+        in_flight.append(metrics)
+        if len(in_flight) > 2:
+          jax.block_until_ready(in_flight.popleft())
         if step == start_step + 1:
           # Compilation happens here; keep it out of the steps/s figures.
-          _check_finite([(step, host_metrics(metrics))], last_checkpoint,
-                        checkpointer.directory)
-          unchecked = []
+          fetch_metrics()
+          window.clear()
           logging.info("First step (compilation included) took %.1f s",
                        time.time() - window_start_time)
           window_start_time, window_start_step = time.time(), step
         stopping = stop_agreement.should_stop(stop_request.signal is not None)
-        periodic_start = time.time()
         is_last = step == config.num_train_steps
-        if step % config.log_every == 0 or is_last or stopping:
-          flush_metrics(step)
+        is_log = step % config.log_every == 0 or is_last or stopping
+        is_checkpoint = step % config.checkpoint_every == 0 or is_last or stopping
+        if is_log or is_checkpoint:
+          fetch_metrics()  # never checkpoint a state that went non-finite
+        if is_log:
+          log_metrics(step)
+        periodic_start = time.time()
         if step % config.sample_every == 0 or is_last:
           write_samples(step)
         if (config.eval_every and step % config.eval_every == 0) or is_last:
           evaluate(step)
-        if step % config.checkpoint_every == 0 or is_last or stopping:
-          flush_metrics(step)  # never checkpoint a state that went non-finite
+        if is_checkpoint:
           checkpointer.save(step, data.unreplicate(state), data_position)
           last_checkpoint = step
         periodic_seconds += time.time() - periodic_start

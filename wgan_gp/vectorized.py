@@ -42,6 +42,7 @@ import numpy as np
 
 from wgan_gp import train
 from wgan_gp.data import AXIS_NAME, create_source
+from wgan_gp.stopping import StopRequest
 
 # The hyperparameters that may differ between the trials of one program.
 ARRAY_FIELDS = ("seed", "loss.gp_weight", "loss.clip_value", "optim.generator.learning_rate",
@@ -146,7 +147,7 @@ def train_and_evaluate_trials(config, trials: Sequence[dict], workdirs: Sequence
     os.makedirs(workdir, exist_ok=True)
     checkpointers.append(Checkpointer(os.path.join(workdir, "checkpoints"),
                                       trial_config.keep_checkpoints))
-    train._prepare_workdir(trial_config, workdir, checkpointers[-1])
+    train.prepare_workdir(trial_config, workdir, checkpointers[-1])
 
   states = vec.init()
   latest = [c.latest_step() for c in checkpointers]
@@ -189,7 +190,7 @@ def train_and_evaluate_trials(config, trials: Sequence[dict], workdirs: Sequence
   logging.info("Training %d trials together, steps %d..%d", vec.num_trials, start_step + 1,
                config.num_train_steps)
   step = start_step
-  with train._StopRequest() as stop_request:
+  with StopRequest() as stop_request:
     try:
       for step in range(start_step + 1, config.num_train_steps + 1):
         states, metrics = vec.step(states)
