@@ -91,11 +91,20 @@ def test_unreadable_files_are_skipped_and_logged(tmp_path, caplog):
   assert "Skipped 1 of 4 files" in caplog.text and "broken.jpg" in caplog.text
 
 
+def _zip_of(path, members):
+  with zipfile.ZipFile(path, "w") as archive:
+    for name, payload in members.items():
+      archive.writestr(name, payload)
+  return path
+
+
 @pytest.mark.parametrize("make,message", [
     (lambda p: p, "not found"),
     (lambda p: (p.mkdir(), p)[1], "no .jpg/.jpeg/.png images"),
     (lambda p: (p.mkdir(), (p / "a.jpg").write_bytes(b"junk"), p)[2], "could be decoded"),
     (lambda p: (p.write_text("hello"), p)[1], "neither a folder"),
+    (lambda p: _zip_of(p, {"img/a.jpg": b"junk", "img/b.png": b"also junk"}), "could be decoded"),
+    (lambda p: _zip_of(p, {"notes.txt": b"no images here"}), "no .jpg/.jpeg/.png images"),
 ])
 def test_bad_image_sources_fail_clearly(tmp_path, make, message):
   path = make(tmp_path / "data")
