@@ -58,18 +58,127 @@ def conv2d_transpose(x, kernel, stride: int = 2, impl: str = "xla"):
 # reversal. JAX's own derivatives of a strided convolution are base-dilated
 # convolutions, and in the penalty's double backward XLA folds the kernel flip of the
 # input gradient into a window-reversed convolution: both run on a naive loop, ~50x
-# slower. So here:
-# - a stride-s convolution folds each s×s block of pixels into the channels
-#   (space-to-depth) and becomes a stride-1 convolution, whose JAX derivatives are
-#   stride-1 and undilated;
-# - its input gradient (a custom_vjp) and a transposed convolution are one stride-1
-#   convolution producing s·s phases of the output, then depth-to-space (sub-pixel);
-# - every kernel flip sits behind an optimization barrier, so XLA cannot fold it into
-#   a convolution in any derivative.
-# Kernels are zero-padded to a multiple of s taps: 36 instead of 25 taps for 5×5
-# stride 2, 1.44x the FLOPs, all of them on the fast path. (XLA:CPU also needs its
-# convolutions outside while loops: inside one it leaves their layouts uncanonicalised
-# and runs JAX's weight gradients on the naive loop, whatever the formulation.)
+# slower. So here every convolution becomes stride-1 convolutions, in one of two ways:
+# - split by phase: input pixel s·m + r meets only the taps t ≡ r + pad (mod s), so a
+#   stride-s convolution is a sum over the s·s input phases of stride-1 convolutions
+#   with those taps (3×3, 3×2, 2×3 and 2×2 of a 5×5 kernel at stride 2: exactly its 25
+#   taps); a transposed convolution, and the input gradient of a strided one, is one
+#   stride-1 convolution per output phase, the phases interleaved;
+# - folded: each s×s block of pixels goes into the channels (space-to-depth) and the
+#   kernel is zero-padded to a multiple of s taps (6×6 for 5×5: 1.44x the FLOPs), so
+#   that each is one stride-1 convolution over s·s times the channels, followed by
+#   depth-to-space where it produces phases.
+# Splitting does no wasted work and wins where both channel counts are wide; folding
+# wins where one side is thin (the image's 3 channels), where the split convolutions'
+# matrix products would be too narrow to run near peak (`_prefers_folding`).
+# The input gradient of a strided convolution is a custom_vjp; every kernel flip sits
+# behind an optimization barrier, so XLA cannot fold it into a convolution in any
+# derivative. (XLA:CPU also needs its convolutions outside while loops: inside one it
+# leaves their layouts uncanonicalised and runs JAX's weight gradients on the naive
+# loop, whatever the formulation.)
+
+# Channel count under which a phase-split convolution's matrix products run far from
+# peak on CPU, so the folded form's 1.44x FLOPs cost less (measured on the DCGAN layers).
+_THIN_CHANNELS = 16
+
+
+def _prefers_folding(kernel) -> bool:
+  return min(kernel.shape[2], kernel.shape[3]) < _THIN_CHANNELS
+
+
+def _flip(x, axes):
+  # The barrier keeps XLA from folding this flip into a neighbouring convolution as
+  # a window reversal (a slow path), in this function and in its transposes.
+  return lax.optimization_barrier(lax.rev(x, axes))
+
+
+def _conv_stride1(x, kernel, padding):
+  """Stride-1 convolution with (before, after) padding per spatial axis; a negative
+  amount crops instead."""
+  nonnegative = []
+  for axis, (before, after) in zip((1, 2), padding):
+    x = lax.slice_in_dim(x, max(-before, 0), x.shape[axis] - max(-after, 0), axis=axis)
+    nonnegative.append((max(before, 0), max(after, 0)))
+  return lax.conv_general_dilated(x, kernel, (1, 1), nonnegative,
+                                  dimension_numbers=_DIMENSION_NUMBERS)
+
+
+def _split_phases(x, s: int):
+  """[N, H·s, W·s, C] -> [N, H, s, W, s, C]: x[:, :, r, :, q] is phase (r, q)."""
+  n, h, w, c = x.shape
+  return x.reshape(n, h // s, s, w // s, s, c)
+
+
+def _interleave_phases(phases, s: int):
+  """phases[r][q] of [N, H, W, C] -> [N, H·s, W·s, C] with phase (r, q) at (s·i + r, s·j + q)."""
+  y = jnp.stack([jnp.stack(row, axis=3) for row in phases], axis=2)
+  n, h, _, w, _, c = y.shape
+  return y.reshape(n, h * s, w * s, c)
+
+
+def _taps(kernel, first_h: int, first_w: int, s: int):
+  """The kernel's taps first + s·j along each spatial axis."""
+  return kernel[first_h::s, first_w::s]
+
+
+def _reversed_taps(flipped, first_h: int, count_h: int, first_w: int, count_w: int, s: int):
+  """`_taps` of the kernel, in reverse order, read from the flipped kernel."""
+  k_h, k_w = flipped.shape[:2]
+  last_h, last_w = first_h + s * (count_h - 1), first_w + s * (count_w - 1)
+  return flipped[k_h - 1 - last_h::s, k_w - 1 - last_w::s][:count_h, :count_w]
+
+
+def _strided_geometry(size: int, k: int, s: int):
+  """TF 'SAME' stride-s convolution along one axis, as (output size, input cells,
+  per input phase r: (first tap, tap count, offset)). Output pixel i gets
+  phase-r pixels i + offset + j against taps first + s·j."""
+  out = -(-size // s)
+  lo = max((out - 1) * s + k - size, 0) // 2
+  phases = []
+  for r in range(s):
+    first = (r + lo) % s
+    phases.append((first, len(range(first, k, s)), (first - lo - r) // s))
+  return out, -(-size // s), phases
+
+
+def _conv2d_split(x, kernel, s: int):
+  """Sum over input phases of stride-1 convolutions with that phase's taps."""
+  k_h, k_w = kernel.shape[:2]
+  out_h, cells_h, phases_h = _strided_geometry(x.shape[1], k_h, s)
+  out_w, cells_w, phases_w = _strided_geometry(x.shape[2], k_w, s)
+  # Sizes that are not a multiple of s get zero pixels that meet only zero taps.
+  x = jnp.pad(x, ((0, 0), (0, cells_h * s - x.shape[1]), (0, cells_w * s - x.shape[2]), (0, 0)))
+  x = _split_phases(x, s)
+  y = 0
+  for r, (first_h, count_h, offset_h) in enumerate(phases_h):
+    for q, (first_w, count_w, offset_w) in enumerate(phases_w):
+      if count_h and count_w:
+        padding = ((-offset_h, out_h + count_h + offset_h - 1 - cells_h),
+                   (-offset_w, out_w + count_w + offset_w - 1 - cells_w))
+        y = y + _conv_stride1(x[:, :, r, :, q], _taps(kernel, first_h, first_w, s), padding)
+  return y
+
+
+def _conv2d_split_input_grad(grad, kernel, s: int, in_h: int, in_w: int):
+  """Input gradient of `_conv2d_split`: per input phase, the transposed stride-1
+  convolution (flipped taps) of the output gradient; the phases interleaved."""
+  k_h, k_w, c, _ = kernel.shape
+  out_h, cells_h, phases_h = _strided_geometry(in_h, k_h, s)
+  out_w, cells_w, phases_w = _strided_geometry(in_w, k_w, s)
+  flipped = _flip(kernel.swapaxes(2, 3), (0, 1))
+  phases = []
+  for first_h, count_h, offset_h in phases_h:
+    row = []
+    for first_w, count_w, offset_w in phases_w:
+      if not (count_h and count_w):
+        row.append(jnp.zeros((grad.shape[0], cells_h, cells_w, c), grad.dtype))
+        continue
+      padding = ((offset_h + count_h - 1, cells_h - offset_h - out_h),
+                 (offset_w + count_w - 1, cells_w - offset_w - out_w))
+      taps = _reversed_taps(flipped, first_h, count_h, first_w, count_w, s)
+      row.append(_conv_stride1(grad, taps, padding))
+    phases.append(row)
+  return _interleave_phases(phases, s)[:, :in_h, :in_w]
 
 
 def _tf_same_padding(size: int, k: int, s: int) -> tuple[int, int]:
@@ -100,14 +209,8 @@ def _fold_kernel(kernel, s: int, pad_h, pad_w):
   return kernel.reshape(k_h // s, s, k_w // s, s, c, f)
 
 
-def _flip(x, axes):
-  # The barrier keeps XLA from folding this flip into a neighbouring convolution as
-  # a window reversal (a slow path), in this function and in its transposes.
-  return lax.optimization_barrier(lax.rev(x, axes))
-
-
-def _conv2d_forward(x, kernel, s: int):
-  """The convolution as stride-1 convolutions, whose JAX derivatives stay fast."""
+def _conv2d_folded(x, kernel, s: int):
+  """Space-to-depth and one stride-1 convolution with the folded kernel."""
   if s == 1:
     return lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
                                     dimension_numbers=_DIMENSION_NUMBERS)
@@ -150,8 +253,8 @@ def _subpixel_conv(x, phase_kernel, s: int, before_h: int, before_w: int,
   return depth_to_space(y, s)[:, :out_h, :out_w]
 
 
-def _conv2d_input_grad(grad, kernel, s: int, in_h: int, in_w: int):
-  """Input gradient of `_conv2d_forward`: input pixel s·m + r gets output pixels
+def _conv2d_folded_input_grad(grad, kernel, s: int, in_h: int, in_w: int):
+  """Input gradient of `_conv2d_folded`: input pixel s·m + r gets output pixels
   m − before + d against tap s·(before − d) + r + lo, for d over a window."""
   k_h, k_w, c, f = kernel.shape
   geometry = []
@@ -167,28 +270,103 @@ def _conv2d_input_grad(grad, kernel, s: int, in_h: int, in_w: int):
   return _subpixel_conv(grad, phase_kernel, s, before_h, before_w, in_h, in_w)
 
 
+def _conv2d_strided(x, kernel, s: int):
+  if _prefers_folding(kernel):
+    return _conv2d_folded(x, kernel, s)
+  return _conv2d_split(x, kernel, s)
+
+
+def _conv2d_strided_input_grad(grad, kernel, s: int, in_h: int, in_w: int):
+  if _prefers_folding(kernel):
+    return _conv2d_folded_input_grad(grad, kernel, s, in_h, in_w)
+  return _conv2d_split_input_grad(grad, kernel, s, in_h, in_w)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _conv2d_fast(x, kernel, s: int):
-  return _conv2d_forward(x, kernel, s)
+  return _conv2d_strided(x, kernel, s)
 
 
 def _conv2d_fast_fwd(x, kernel, s):
-  return _conv2d_forward(x, kernel, s), (x, kernel)
+  return _conv2d_strided(x, kernel, s), (x, kernel)
 
 
 def _conv2d_fast_bwd(s, residuals, grad):
   x, kernel = residuals
-  x_grad = _conv2d_input_grad(grad, kernel, s, x.shape[1], x.shape[2])
+  x_grad = _conv2d_strided_input_grad(grad, kernel, s, x.shape[1], x.shape[2])
   # The weight gradient is never differentiated again (the penalty differentiates the
   # input gradient only), so JAX's own weight gradient of the stride-1 form serves.
-  _, kernel_vjp = jax.vjp(lambda k: _conv2d_forward(x, k, s), kernel)
+  _, kernel_vjp = jax.vjp(lambda k: _conv2d_strided(x, k, s), kernel)
   return x_grad, kernel_vjp(grad)[0]
 
 
 _conv2d_fast.defvjp(_conv2d_fast_fwd, _conv2d_fast_bwd)
 
 
-def _conv2d_transpose_fast(x, kernel, s: int):
+def _transpose_geometry(k: int, s: int):
+  """`lax.conv_transpose(..., 'SAME')` along one axis, per output phase r: (first tap,
+  tap count, offset). Output pixel s·i + r gets input pixels i + offset + j against
+  taps first + s·j."""
+  before = k - 1 if s > k - 1 else -(-(k + s - 2) // 2)  # lax's 'SAME' choice
+  phases = []
+  for r in range(s):
+    first = (before - r) % s
+    phases.append((first, len(range(first, k, s)), (r + first - before) // s))
+  return phases
+
+
+def _conv2d_transpose_split_forward(x, kernel, s: int):
+  """Per output phase, a stride-1 convolution with that phase's taps; interleaved."""
+  n, h, w, _ = x.shape
+  k_h, k_w, _, f = kernel.shape
+  phases = []
+  for first_h, count_h, offset_h in _transpose_geometry(k_h, s):
+    row = []
+    for first_w, count_w, offset_w in _transpose_geometry(k_w, s):
+      if not (count_h and count_w):
+        row.append(jnp.zeros((n, h, w, f), x.dtype))
+        continue
+      padding = ((-offset_h, count_h - 1 + offset_h), (-offset_w, count_w - 1 + offset_w))
+      row.append(_conv_stride1(x, _taps(kernel, first_h, first_w, s), padding))
+    phases.append(row)
+  return _interleave_phases(phases, s)
+
+
+def _conv2d_transpose_split_input_grad(grad, kernel, s: int):
+  """Input gradient of `_conv2d_transpose_split_forward`: the sum over output phases of their
+  transposed stride-1 convolutions (flipped taps)."""
+  k_h, k_w = kernel.shape[:2]
+  grad = _split_phases(grad, s)
+  flipped = _flip(kernel.swapaxes(2, 3), (0, 1))
+  x_grad = 0
+  for r, (first_h, count_h, offset_h) in enumerate(_transpose_geometry(k_h, s)):
+    for q, (first_w, count_w, offset_w) in enumerate(_transpose_geometry(k_w, s)):
+      if count_h and count_w:
+        padding = ((count_h - 1 + offset_h, -offset_h), (count_w - 1 + offset_w, -offset_w))
+        taps = _reversed_taps(flipped, first_h, count_h, first_w, count_w, s)
+        x_grad = x_grad + _conv_stride1(grad[:, :, r, :, q], taps, padding)
+  return x_grad
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv2d_transpose_split(x, kernel, s: int):
+  return _conv2d_transpose_split_forward(x, kernel, s)
+
+
+def _conv2d_transpose_split_fwd(x, kernel, s):
+  return _conv2d_transpose_split_forward(x, kernel, s), (x, kernel)
+
+
+def _conv2d_transpose_split_bwd(s, residuals, grad):
+  x, kernel = residuals
+  _, kernel_vjp = jax.vjp(lambda k: _conv2d_transpose_split_forward(x, k, s), kernel)
+  return _conv2d_transpose_split_input_grad(grad, kernel, s), kernel_vjp(grad)[0]
+
+
+_conv2d_transpose_split.defvjp(_conv2d_transpose_split_fwd, _conv2d_transpose_split_bwd)
+
+
+def _conv2d_transpose_folded(x, kernel, s: int):
   """`lax.conv_transpose(..., 'SAME')`: output pixel s·m + r gets input pixels
   m − before + d against tap s·(d − before) + pad_before − r."""
   k_h, k_w, c, f = kernel.shape
@@ -204,6 +382,12 @@ def _conv2d_transpose_fast(x, kernel, s: int):
   phase_kernel = folded.transpose(0, 2, 4, 1, 3, 5).reshape(window_h, window_w, c, s * s * f)
   return _subpixel_conv(x, phase_kernel, s, before_h, before_w,
                         x.shape[1] * s, x.shape[2] * s)
+
+
+def _conv2d_transpose_fast(x, kernel, s: int):
+  if _prefers_folding(kernel):
+    return _conv2d_transpose_folded(x, kernel, s)
+  return _conv2d_transpose_split(x, kernel, s)
 
 
 # Initialisers of the paper's code (tflib): uniform with a chosen standard deviation.
