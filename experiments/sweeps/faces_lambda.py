@@ -10,9 +10,13 @@ Wasserstein distance (×10³, averaged over the 32 and 16 px pyramid levels; low
 better) of 1000 samples of the EMA generator against 1000 training images.
 """
 
+import pathlib
+
 from wgan_gp.sweep import product
 
-DATA = "/work/shared/data/celeba_align_10k_89x109.tar"
+# The 10k-image sample beside the checkout (../shared); --config.data.path elsewhere.
+DATA = str(pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" /
+           "celeba_align_10k_89x109.tar")
 BASE_CONFIG = "configs/celeba64.py:dcgan,halfsize"
 FIXED = {
     "data.source": "images", "data.path": DATA, "data.image_size": 32, "data.crop_size": 54,
