@@ -22,8 +22,8 @@ minus a steady one); memory (CPU: rise of the process's peak RSS over one iterat
 GPU: XLA's buffers for the step, and torch.cuda.max_memory_allocated).
 
 Writes <out>.md and <out>.json. Runs unchanged on CPU and GPU. On CPU,
-`--xla-flags` is appended to XLA_FLAGS before JAX starts (e.g. the Eigen convolutions:
---xla_cpu_experimental_ynn_fusion_type=-individual_convolution).
+`--xla-flags` is appended to XLA_FLAGS before JAX starts (the package itself already
+picks XLA:CPU's Eigen convolutions with jaxlib 0.10, `wgan_gp/xla_setup.py`).
 """
 
 from __future__ import annotations

@@ -28,19 +28,6 @@ flags.DEFINE_integer("distributed_timeout", 300, "Seconds to wait for all proces
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-# Eigen's convolutions beat YNNPACK's on the step's stride-1 convolutions: ~30% on the
-# critic update with jaxlib 0.10, and closer to float64. The flag is CPU-only; other
-# jaxlib versions may not know it (an unknown XLA flag is fatal), so only 0.10.x gets it.
-_EIGEN_CONVOLUTIONS = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
-
-
-def _prefer_eigen_convolutions():
-  import jaxlib
-  flags_now = os.environ.get("XLA_FLAGS", "")
-  if jaxlib.__version__.startswith("0.10.") and "ynn_fusion_type" not in flags_now:
-    os.environ["XLA_FLAGS"] = f"{flags_now} {_EIGEN_CONVOLUTIONS}".strip()
-
-
 def _quiet_library_info_logs():
   """Orbax logs every save step by step at INFO; keep its warnings, drop the chatter."""
   def keep(record):
@@ -54,7 +41,6 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   _quiet_library_info_logs()
-  _prefer_eigen_convolutions()  # before JAX starts its backend
   import jax
 
   from wgan_gp import distributed, train
