@@ -71,7 +71,7 @@ def conv2d_transpose(x, kernel, stride: int = 2, impl: str = "xla"):
 # Splitting does no wasted work and wins where both channel counts are wide; folding
 # wins where one side is thin (the image's 3 channels), where the split convolutions'
 # matrix products would be too narrow to run near peak (`_prefers_folding`).
-# The input gradient of a strided convolution is a custom_vjp; every kernel flip sits
+# Input gradients are written out as such (`_with_input_grad`); every kernel flip sits
 # behind an optimization barrier, so XLA cannot fold it into a convolution in any
 # derivative. (XLA:CPU also needs its convolutions outside while loops: inside one it
 # leaves their layouts uncanonicalised and runs JAX's weight gradients on the naive
@@ -110,7 +110,7 @@ def _split_phases(x, s: int):
 
 
 def _interleave_phases(phases, s: int):
-  """phases[r][q] of [N, H, W, C] -> [N, H·s, W·s, C] with phase (r, q) at (s·i + r, s·j + q)."""
+  """phases[r][q] of [N, H, W, C] -> [N, H·s, W·s, C], phase (r, q) at (s·i + r, s·j + q)."""
   y = jnp.stack([jnp.stack(row, axis=3) for row in phases], axis=2)
   n, h, _, w, _, c = y.shape
   return y.reshape(n, h * s, w * s, c)
@@ -282,25 +282,30 @@ def _conv2d_strided_input_grad(grad, kernel, s: int, in_h: int, in_w: int):
   return _conv2d_split_input_grad(grad, kernel, s, in_h, in_w)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv2d_fast(x, kernel, s: int):
-  return _conv2d_strided(x, kernel, s)
+def _with_input_grad(forward, input_grad):
+  """`forward(x, kernel, s)` with `input_grad(grad, kernel, s, x_shape)` as its input
+  gradient. The weight gradient is never differentiated again (the penalty
+  differentiates the input gradient only), so JAX's own one of `forward` serves."""
+
+  @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+  def conv(x, kernel, s: int):
+    return forward(x, kernel, s)
+
+  def conv_fwd(x, kernel, s):
+    return forward(x, kernel, s), (x, kernel)
+
+  def conv_bwd(s, residuals, grad):
+    x, kernel = residuals
+    _, kernel_vjp = jax.vjp(lambda k: forward(x, k, s), kernel)
+    return input_grad(grad, kernel, s, x.shape), kernel_vjp(grad)[0]
+
+  conv.defvjp(conv_fwd, conv_bwd)
+  return conv
 
 
-def _conv2d_fast_fwd(x, kernel, s):
-  return _conv2d_strided(x, kernel, s), (x, kernel)
-
-
-def _conv2d_fast_bwd(s, residuals, grad):
-  x, kernel = residuals
-  x_grad = _conv2d_strided_input_grad(grad, kernel, s, x.shape[1], x.shape[2])
-  # The weight gradient is never differentiated again (the penalty differentiates the
-  # input gradient only), so JAX's own weight gradient of the stride-1 form serves.
-  _, kernel_vjp = jax.vjp(lambda k: _conv2d_strided(x, k, s), kernel)
-  return x_grad, kernel_vjp(grad)[0]
-
-
-_conv2d_fast.defvjp(_conv2d_fast_fwd, _conv2d_fast_bwd)
+_conv2d_fast = _with_input_grad(
+    _conv2d_strided,
+    lambda grad, kernel, s, x_shape: _conv2d_strided_input_grad(grad, kernel, s, *x_shape[1:3]))
 
 
 def _transpose_geometry(k: int, s: int):
@@ -348,22 +353,9 @@ def _conv2d_transpose_split_input_grad(grad, kernel, s: int):
   return x_grad
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv2d_transpose_split(x, kernel, s: int):
-  return _conv2d_transpose_split_forward(x, kernel, s)
-
-
-def _conv2d_transpose_split_fwd(x, kernel, s):
-  return _conv2d_transpose_split_forward(x, kernel, s), (x, kernel)
-
-
-def _conv2d_transpose_split_bwd(s, residuals, grad):
-  x, kernel = residuals
-  _, kernel_vjp = jax.vjp(lambda k: _conv2d_transpose_split_forward(x, k, s), kernel)
-  return _conv2d_transpose_split_input_grad(grad, kernel, s), kernel_vjp(grad)[0]
-
-
-_conv2d_transpose_split.defvjp(_conv2d_transpose_split_fwd, _conv2d_transpose_split_bwd)
+_conv2d_transpose_split = _with_input_grad(
+    _conv2d_transpose_split_forward,
+    lambda grad, kernel, s, x_shape: _conv2d_transpose_split_input_grad(grad, kernel, s))
 
 
 def _conv2d_transpose_folded(x, kernel, s: int):
