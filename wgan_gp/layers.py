@@ -128,33 +128,42 @@ def _reversed_taps(flipped, first_h: int, count_h: int, first_w: int, count_w: i
   return flipped[k_h - 1 - last_h::s, k_w - 1 - last_w::s][:count_h, :count_w]
 
 
-def _strided_geometry(size: int, k: int, s: int):
-  """TF 'SAME' stride-s convolution along one axis, as (output size, input cells,
-  per input phase r: (first tap, tap count, offset)). Output pixel i gets
-  phase-r pixels i + offset + j against taps first + s·j."""
+def _tf_same_padding(size: int, k: int, s: int) -> tuple[int, int]:
+  """(output size, padding before) of TF 'SAME' along one spatial axis."""
   out = -(-size // s)
-  lo = max((out - 1) * s + k - size, 0) // 2
+  return out, max((out - 1) * s + k - size, 0) // 2
+
+
+def _lax_transpose_padding(k: int, s: int) -> int:
+  """Padding before the s-dilated input of `lax.conv_transpose(..., 'SAME')`."""
+  return k - 1 if s > k - 1 else -(-(k + s - 2) // 2)
+
+
+def _strided_geometry(size: int, k: int, s: int):
+  """TF 'SAME' stride-s convolution along one axis, as (output size, per input phase r:
+  (first tap, tap count, offset)). Output pixel i gets phase-r pixels i + offset + j
+  against taps first + s·j. Each phase has as many pixels as the output."""
+  out, lo = _tf_same_padding(size, k, s)
   phases = []
   for r in range(s):
     first = (r + lo) % s
     phases.append((first, len(range(first, k, s)), (first - lo - r) // s))
-  return out, -(-size // s), phases
+  return out, phases
 
 
 def _conv2d_split(x, kernel, s: int):
   """Sum over input phases of stride-1 convolutions with that phase's taps."""
   k_h, k_w = kernel.shape[:2]
-  out_h, cells_h, phases_h = _strided_geometry(x.shape[1], k_h, s)
-  out_w, cells_w, phases_w = _strided_geometry(x.shape[2], k_w, s)
+  out_h, phases_h = _strided_geometry(x.shape[1], k_h, s)
+  out_w, phases_w = _strided_geometry(x.shape[2], k_w, s)
   # Sizes that are not a multiple of s get zero pixels that meet only zero taps.
-  x = jnp.pad(x, ((0, 0), (0, cells_h * s - x.shape[1]), (0, cells_w * s - x.shape[2]), (0, 0)))
+  x = jnp.pad(x, ((0, 0), (0, out_h * s - x.shape[1]), (0, out_w * s - x.shape[2]), (0, 0)))
   x = _split_phases(x, s)
   y = 0
   for r, (first_h, count_h, offset_h) in enumerate(phases_h):
     for q, (first_w, count_w, offset_w) in enumerate(phases_w):
       if count_h and count_w:
-        padding = ((-offset_h, out_h + count_h + offset_h - 1 - cells_h),
-                   (-offset_w, out_w + count_w + offset_w - 1 - cells_w))
+        padding = ((-offset_h, count_h + offset_h - 1), (-offset_w, count_w + offset_w - 1))
         y = y + _conv_stride1(x[:, :, r, :, q], _taps(kernel, first_h, first_w, s), padding)
   return y
 
@@ -163,28 +172,21 @@ def _conv2d_split_input_grad(grad, kernel, s: int, in_h: int, in_w: int):
   """Input gradient of `_conv2d_split`: per input phase, the transposed stride-1
   convolution (flipped taps) of the output gradient; the phases interleaved."""
   k_h, k_w, c, _ = kernel.shape
-  out_h, cells_h, phases_h = _strided_geometry(in_h, k_h, s)
-  out_w, cells_w, phases_w = _strided_geometry(in_w, k_w, s)
+  out_h, phases_h = _strided_geometry(in_h, k_h, s)
+  out_w, phases_w = _strided_geometry(in_w, k_w, s)
   flipped = _flip(kernel.swapaxes(2, 3), (0, 1))
   phases = []
   for first_h, count_h, offset_h in phases_h:
     row = []
     for first_w, count_w, offset_w in phases_w:
       if not (count_h and count_w):
-        row.append(jnp.zeros((grad.shape[0], cells_h, cells_w, c), grad.dtype))
+        row.append(jnp.zeros((grad.shape[0], out_h, out_w, c), grad.dtype))
         continue
-      padding = ((offset_h + count_h - 1, cells_h - offset_h - out_h),
-                 (offset_w + count_w - 1, cells_w - offset_w - out_w))
+      padding = ((offset_h + count_h - 1, -offset_h), (offset_w + count_w - 1, -offset_w))
       taps = _reversed_taps(flipped, first_h, count_h, first_w, count_w, s)
       row.append(_conv_stride1(grad, taps, padding))
     phases.append(row)
   return _interleave_phases(phases, s)[:, :in_h, :in_w]
-
-
-def _tf_same_padding(size: int, k: int, s: int) -> tuple[int, int]:
-  """(output size, padding before) of TF 'SAME' along one spatial axis."""
-  out = -(-size // s)
-  return out, max((out - 1) * s + k - size, 0) // 2
 
 
 def space_to_depth(x, s: int):
@@ -312,7 +314,7 @@ def _transpose_geometry(k: int, s: int):
   """`lax.conv_transpose(..., 'SAME')` along one axis, per output phase r: (first tap,
   tap count, offset). Output pixel s·i + r gets input pixels i + offset + j against
   taps first + s·j."""
-  before = k - 1 if s > k - 1 else -(-(k + s - 2) // 2)  # lax's 'SAME' choice
+  before = _lax_transpose_padding(k, s)
   phases = []
   for r in range(s):
     first = (before - r) % s
@@ -364,7 +366,7 @@ def _conv2d_transpose_folded(x, kernel, s: int):
   k_h, k_w, c, f = kernel.shape
   geometry = []
   for k in (k_h, k_w):
-    pad_before = k - 1 if s > k - 1 else -(-(k + s - 2) // 2)  # lax's 'SAME' choice
+    pad_before = _lax_transpose_padding(k, s)
     before = pad_before // s
     window = before + (k + s - 2 - pad_before) // s + 1
     front = s - 1 - pad_before % s  # tap t sits at s·d + (s − 1 − r) of the padded kernel
