@@ -21,3 +21,37 @@ def subprocess_env(devices: int = 1, **extra) -> dict:
   env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
   env.update(extra)
   return env
+
+
+def gan_losses_and_grads(image_size: int, batch: int, **model_overrides):
+  """One critic-loss and one generator-loss evaluation of a fresh GAN (seed 0) on fixed
+  random inputs: (fake images, scalars, critic grads, generator grads), with the scalars
+  the critic loss's metrics plus 'generator_loss'."""
+  import functools
+
+  import jax
+
+  from wgan_gp import losses
+  from wgan_gp.config import base_config
+  from wgan_gp.models import build_gan
+
+  config = base_config().model
+  config.update(**model_overrides)
+  gan = build_gan(config, (image_size, image_size, 3))
+  g_params, d_params = gan.init(0)
+  keys = jax.random.split(jax.random.PRNGKey(1), 3)
+  real = jax.random.uniform(keys[0], (batch, image_size, image_size, 3), minval=-1, maxval=1)
+  z = jax.random.normal(keys[1], (batch, config.z_dim))
+  eps = jax.random.uniform(keys[2], (batch,))
+
+  @jax.jit
+  def compute(g_params, d_params):
+    fake = gan.generate(g_params, z)
+    critic_loss = lambda d: losses.wgan_gp_critic_loss(
+        functools.partial(gan.criticize, d), real, fake, eps, 10.0)
+    (loss, scalars), d_grads = jax.value_and_grad(critic_loss, has_aux=True)(d_params)
+    g_loss, g_grads = jax.value_and_grad(lambda g: losses.wgan_generator_loss(
+        gan.criticize(d_params, gan.generate(g, z))))(g_params)
+    return fake, {**scalars, "critic_loss": loss, "generator_loss": g_loss}, d_grads, g_grads
+
+  return compute(g_params, d_params)

@@ -12,9 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wgan_gp import layers, losses
-from wgan_gp.config import base_config
-from wgan_gp.models import build_gan
+from conftest import gan_losses_and_grads
+from wgan_gp import layers
 
 # The fast impl picks a formulation per layer by channel count; each is checked alone
 # (the threshold moved out of the way) and mixed in one model (at width 4, a threshold
@@ -89,28 +88,8 @@ def test_conv2d_transpose_matches_xla(impl, size, c_in, c_out, k, stride):
 def test_models_penalty_gradient_matches_xla(model_impl, arch):
   """Whole critics and generators: the critic-loss gradient (penalty included) and the
   generator-loss gradient agree between formulations."""
-  results = {}
-  for conv_impl in ("xla", model_impl):
-    config = base_config().model
-    config.update(arch=arch, width=4, z_dim=8, conv_impl=conv_impl)
-    gan = build_gan(config, (16, 16, 3))
-    g_params, d_params = gan.init(0)
-    keys = jax.random.split(jax.random.PRNGKey(1), 3)
-    real = jax.random.uniform(keys[0], (4, 16, 16, 3), minval=-1, maxval=1)
-    z = jax.random.normal(keys[1], (4, 8))
-    eps = jax.random.uniform(keys[2], (4,))
-
-    @jax.jit
-    def grads(g_params, d_params):
-      fake = gan.generate(g_params, z)
-      critic_loss = lambda d: losses.wgan_gp_critic_loss(
-          functools.partial(gan.criticize, d), real, fake, eps, 10.0)[0]
-      generator_loss = lambda g: losses.wgan_generator_loss(
-          gan.criticize(d_params, gan.generate(g, z)))
-      return (fake, jax.value_and_grad(critic_loss)(d_params),
-              jax.value_and_grad(generator_loss)(g_params))
-
-    results[conv_impl] = grads(g_params, d_params)
+  results = {impl: gan_losses_and_grads(16, 4, arch=arch, width=4, z_dim=8, conv_impl=impl)
+             for impl in ("xla", model_impl)}
   for got, want in zip(jax.tree.leaves(results[model_impl]), jax.tree.leaves(results["xla"])):
     _assert_close(got, want)
 

@@ -7,16 +7,12 @@ with float32 within TOLERANCE (relative), and the gradients must point the same 
 (cosine above GRADIENT_COSINE).
 """
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wgan_gp import losses
-from wgan_gp.config import base_config
-from wgan_gp.models import build_gan
+from conftest import gan_losses_and_grads
 
 # bfloat16 keeps 8 significant bits (relative rounding 2^-9 ≈ 0.2%). Through the
 # layers, the losses and the penalty drift by up to ~2% (seen: 2.1%, the ResNet's
@@ -27,30 +23,14 @@ IMAGE_TOLERANCE = 0.1
 GRADIENT_COSINE = 0.97
 
 
+SCALARS = ("critic_loss", "wasserstein", "gradient_penalty", "interp_grad_norm_mean",
+           "generator_loss")
+
+
 def _losses_and_grads(arch, compute_dtype, conv_impl):
-  config = base_config().model
-  config.update(arch=arch, width=8, z_dim=16, compute_dtype=compute_dtype, conv_impl=conv_impl)
-  gan = build_gan(config, (32, 32, 3))
-  g_params, d_params = gan.init(0)
-  keys = jax.random.split(jax.random.PRNGKey(1), 3)
-  real = jax.random.uniform(keys[0], (8, 32, 32, 3), minval=-1, maxval=1)
-  z = jax.random.normal(keys[1], (8, 16))
-  eps = jax.random.uniform(keys[2], (8,))
-
-  @jax.jit
-  def compute(g_params, d_params):
-    fake = gan.generate(g_params, z)
-    critic_loss = lambda d: losses.wgan_gp_critic_loss(
-        functools.partial(gan.criticize, d), real, fake, eps, 10.0)
-    (loss, metrics), d_grads = jax.value_and_grad(critic_loss, has_aux=True)(d_params)
-    g_loss, g_grads = jax.value_and_grad(lambda g: losses.wgan_generator_loss(
-        gan.criticize(d_params, gan.generate(g, z))))(g_params)
-    scalars = {"critic_loss": loss, "wasserstein": metrics["wasserstein"],
-               "gradient_penalty": metrics["gradient_penalty"],
-               "interp_grad_norm_mean": metrics["interp_grad_norm_mean"], "generator_loss": g_loss}
-    return fake, scalars, d_grads, g_grads
-
-  return compute(g_params, d_params)
+  fake, scalars, d_grads, g_grads = gan_losses_and_grads(
+      32, 8, arch=arch, width=8, z_dim=16, compute_dtype=compute_dtype, conv_impl=conv_impl)
+  return fake, {name: scalars[name] for name in SCALARS}, d_grads, g_grads
 
 
 def _cosine(a, b):
