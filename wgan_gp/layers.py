@@ -19,6 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 
@@ -54,11 +55,14 @@ def conv2d_transpose(x, kernel, stride: int = 2, impl: str = "xla"):
 
 # ------------------------------------------------- the 'fast' formulation
 #
-# XLA:CPU runs convolutions fast only with stride 1, no dilation and no window
-# reversal. JAX's own derivatives of a strided convolution are base-dilated
-# convolutions, and in the penalty's double backward XLA folds the kernel flip of the
-# input gradient into a window-reversed convolution: both run on a naive loop, ~50x
-# slower. So here every convolution becomes stride-1 convolutions, in one of two ways:
+# XLA:CPU runs a convolution fast unless it has base (input) dilation or window
+# reversal; strides and kernel dilation are fine. JAX's own input gradient of a strided
+# convolution is base-dilated, and in the penalty's double backward XLA folds kernel
+# flips into window reversals: both run on a naive loop, up to ~50x slower. So the fast
+# formulation keeps lax's direct convolution for the forward pass and for every weight
+# gradient (JAX's own: a kernel-dilated convolution), and writes the input gradient of a
+# strided convolution, and the transposed convolution, as stride-1 convolutions, in one
+# of two ways:
 # - split by phase: input pixel s·m + r meets only the taps t ≡ r + pad (mod s), so a
 #   stride-s convolution is a sum over the s·s input phases of stride-1 convolutions
 #   with those taps (3×3, 3×2, 2×3 and 2×2 of a 5×5 kernel at stride 2: exactly its 25
@@ -71,11 +75,12 @@ def conv2d_transpose(x, kernel, stride: int = 2, impl: str = "xla"):
 # Splitting does no wasted work and wins where both channel counts are wide; folding
 # wins where one side is thin (the image's 3 channels), where the split convolutions'
 # matrix products would be too narrow to run near peak (`_prefers_folding`).
-# Input gradients are written out as such (`_with_input_grad`); every kernel flip sits
-# behind an optimization barrier, so XLA cannot fold it into a convolution in any
-# derivative. (XLA:CPU also needs its convolutions outside while loops: inside one it
-# leaves their layouts uncanonicalised and runs JAX's weight gradients on the naive
-# loop, whatever the formulation.)
+# The derivatives are wired by hand: a custom VJP gives the first ones, and inside it
+# custom JVPs give the second ones (the penalty differentiates the input gradient once
+# more) as the transposes of these same fast forms. Every kernel flip sits behind an
+# optimization barrier, so XLA cannot fold it into a convolution. (XLA:CPU also needs
+# its convolutions outside while loops: inside one it leaves their layouts
+# uncanonicalised and runs weight gradients on the naive loop, whatever the formulation.)
 
 # Channel count under which a phase-split convolution's matrix products run far from
 # peak on CPU, so the folded form's 1.44x FLOPs cost less (measured on the DCGAN layers).
@@ -273,6 +278,8 @@ def _conv2d_folded_input_grad(grad, kernel, s: int, in_h: int, in_w: int):
 
 
 def _conv2d_strided(x, kernel, s: int):
+  """Stride-1 form of the strided convolution: never run, only transposed (the input
+  gradient's own input gradient, in the penalty's double backward)."""
   if _prefers_folding(kernel):
     return _conv2d_folded(x, kernel, s)
   return _conv2d_split(x, kernel, s)
@@ -284,30 +291,103 @@ def _conv2d_strided_input_grad(grad, kernel, s: int, in_h: int, in_w: int):
   return _conv2d_split_input_grad(grad, kernel, s, in_h, in_w)
 
 
-def _with_input_grad(forward, input_grad):
-  """`forward(x, kernel, s)` with `input_grad(grad, kernel, s, x_shape)` as its input
-  gradient. The weight gradient is never differentiated again (the penalty
-  differentiates the input gradient only), so JAX's own one of `forward` serves."""
-
-  @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-  def conv(x, kernel, s: int):
-    return forward(x, kernel, s)
-
-  def conv_fwd(x, kernel, s):
-    return forward(x, kernel, s), (x, kernel)
-
-  def conv_bwd(s, residuals, grad):
-    x, kernel = residuals
-    _, kernel_vjp = jax.vjp(lambda k: forward(x, k, s), kernel)
-    return input_grad(grad, kernel, s, x.shape), kernel_vjp(grad)[0]
-
-  conv.defvjp(conv_fwd, conv_bwd)
-  return conv
+def _same_padding(size: int, k: int, s: int) -> tuple[int, int]:
+  """TF 'SAME' (before, after) padding along one axis."""
+  out, before = _tf_same_padding(size, k, s)
+  return before, max((out - 1) * s + k - size, 0) - before
 
 
-_conv2d_fast = _with_input_grad(
-    _conv2d_strided,
-    lambda grad, kernel, s, x_shape: _conv2d_strided_input_grad(grad, kernel, s, *x_shape[1:3]))
+def _conv_direct(x, kernel, s: int, padding):
+  """lax's stride-s convolution with (before, after) padding per axis; negative crops."""
+  nonnegative = []
+  for axis, (before, after) in zip((1, 2), padding):
+    x = lax.slice_in_dim(x, max(-before, 0), x.shape[axis] - max(-after, 0), axis=axis)
+    nonnegative.append((max(before, 0), max(after, 0)))
+  return lax.conv_general_dilated(x, kernel, (s, s), nonnegative,
+                                  dimension_numbers=_DIMENSION_NUMBERS)
+
+
+def _direct_weight_grad(x, grad, kernel_shape, s: int, padding):
+  """∂/∂kernel <_conv_direct(x, kernel), grad>: JAX's own weight gradient, one
+  kernel-dilated convolution."""
+  _, kernel_vjp = jax.vjp(lambda k: _conv_direct(x, k, s, padding),
+                          jnp.zeros(kernel_shape, x.dtype))
+  return kernel_vjp(grad)[0]
+
+
+def _direct_input_grad(grad, kernel, s: int, x_shape):
+  """JAX's own input gradient of `_conv2d_fast`: base-dilated, so never run, only
+  transposed (back into the direct strided convolution)."""
+  padding = _down_padding(x_shape, kernel.shape, s)
+  _, x_vjp = jax.vjp(lambda x: _conv_direct(x, kernel, s, padding),
+                     jnp.zeros(x_shape, grad.dtype))
+  return x_vjp(grad)[0]
+
+
+def _down_padding(x_shape, kernel_shape, s: int):
+  return tuple(_same_padding(x_shape[axis], kernel_shape[axis - 1], s) for axis in (1, 2))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv2d_fast(x, kernel, s: int):
+  return _conv_direct(x, kernel, s, _down_padding(x.shape, kernel.shape, s))
+
+
+def _conv2d_fast_fwd(x, kernel, s):
+  return _conv2d_value(x, kernel, s), (x, kernel)
+
+
+def _conv2d_fast_bwd(s, residuals, grad):
+  x, kernel = residuals
+  return (_conv2d_input_grad(grad, kernel, s, x.shape),
+          _direct_weight_grad(x, grad, kernel.shape, s, _down_padding(x.shape, kernel.shape, s)))
+
+
+_conv2d_fast.defvjp(_conv2d_fast_fwd, _conv2d_fast_bwd)
+
+# The penalty's outer gradient differentiates what these rules compute as ordinary JAX
+# code, under the per-sample vmap. Custom VJPs there would make every weight gradient
+# per sample, so the forward value and the input gradient carry custom JVPs instead:
+# JAX transposes their tangents, each written so that its transpose is a fast form.
+# The tangents themselves are never run in reverse mode.
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _conv2d_value(x, kernel, s: int):
+  return _conv_direct(x, kernel, s, _down_padding(x.shape, kernel.shape, s))
+
+
+@functools.partial(_conv2d_value.defjvp, symbolic_zeros=True)
+def _conv2d_value_jvp(s, primals, tangents):
+  x, kernel = primals
+  x_dot, kernel_dot = tangents
+  y = _conv2d_value(x, kernel, s)
+  y_dot = jnp.zeros_like(y)
+  if not isinstance(x_dot, SymbolicZero):  # transposes to the stride-1 input gradient
+    y_dot = y_dot + _conv2d_strided(x_dot, kernel, s)
+  if not isinstance(kernel_dot, SymbolicZero):  # transposes to the direct weight gradient
+    y_dot = y_dot + _conv_direct(x, kernel_dot, s, _down_padding(x.shape, kernel.shape, s))
+  return y, y_dot
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _conv2d_input_grad(grad, kernel, s: int, x_shape):
+  return _conv2d_strided_input_grad(grad, kernel, s, *x_shape[1:3])
+
+
+@functools.partial(_conv2d_input_grad.defjvp, symbolic_zeros=True)
+def _conv2d_input_grad_jvp(s, x_shape, primals, tangents):
+  grad, kernel = primals
+  grad_dot, kernel_dot = tangents
+  y = _conv2d_input_grad(grad, kernel, s, x_shape)
+  y_dot = jnp.zeros_like(y)
+  if not isinstance(grad_dot, SymbolicZero):  # transposes to the direct strided convolution
+    y_dot = y_dot + _direct_input_grad(grad_dot, kernel, s, x_shape)
+  if not isinstance(kernel_dot, SymbolicZero):
+    # Transposes to stride-1 weight gradients per phase (JAX's own input gradient here
+    # would transpose to a window-reversed convolution, the slow path).
+    y_dot = y_dot + _conv2d_strided_input_grad(grad, kernel_dot, s, *x_shape[1:3])
+  return y, y_dot
 
 
 def _transpose_geometry(k: int, s: int):
@@ -339,27 +419,6 @@ def _conv2d_transpose_split_forward(x, kernel, s: int):
   return _interleave_phases(phases, s)
 
 
-def _conv2d_transpose_split_input_grad(grad, kernel, s: int):
-  """Input gradient of `_conv2d_transpose_split_forward`: the sum over output phases of their
-  transposed stride-1 convolutions (flipped taps)."""
-  k_h, k_w = kernel.shape[:2]
-  grad = _split_phases(grad, s)
-  flipped = _flip(kernel.swapaxes(2, 3), (0, 1))
-  x_grad = 0
-  for r, (first_h, count_h, offset_h) in enumerate(_transpose_geometry(k_h, s)):
-    for q, (first_w, count_w, offset_w) in enumerate(_transpose_geometry(k_w, s)):
-      if count_h and count_w:
-        padding = ((count_h - 1 + offset_h, -offset_h), (count_w - 1 + offset_w, -offset_w))
-        taps = _reversed_taps(flipped, first_h, count_h, first_w, count_w, s)
-        x_grad = x_grad + _conv_stride1(grad[:, :, r, :, q], taps, padding)
-  return x_grad
-
-
-_conv2d_transpose_split = _with_input_grad(
-    _conv2d_transpose_split_forward,
-    lambda grad, kernel, s, x_shape: _conv2d_transpose_split_input_grad(grad, kernel, s))
-
-
 def _conv2d_transpose_folded(x, kernel, s: int):
   """`lax.conv_transpose(..., 'SAME')`: output pixel s·m + r gets input pixels
   m − before + d against tap s·(d − before) + pad_before − r."""
@@ -378,10 +437,49 @@ def _conv2d_transpose_folded(x, kernel, s: int):
                         x.shape[1] * s, x.shape[2] * s)
 
 
-def _conv2d_transpose_fast(x, kernel, s: int):
+def _conv2d_transpose_formulated(x, kernel, s: int):
   if _prefers_folding(kernel):
     return _conv2d_transpose_folded(x, kernel, s)
-  return _conv2d_transpose_split(x, kernel, s)
+  return _conv2d_transpose_split_forward(x, kernel, s)
+
+
+def _up_adjoint_padding(kernel_shape, s: int):
+  """(before, after) per axis of the direct stride-s convolution, with the flipped
+  kernel, that is the adjoint of `lax.conv_transpose(..., 'SAME')`: output pixel i
+  reads input pixel s·i − before + u against flipped tap u."""
+  padding = []
+  for k in kernel_shape[:2]:
+    before = k - 1 - _lax_transpose_padding(k, s)
+    padding.append((before, k - s - before))
+  return tuple(padding)
+
+
+def _flip_io(kernel):
+  return _flip(kernel.swapaxes(2, 3), (0, 1))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv2d_transpose_fast(x, kernel, s: int):
+  return _conv2d_transpose_formulated(x, kernel, s)
+
+
+def _conv2d_transpose_fast_fwd(x, kernel, s):
+  return _conv2d_transpose_formulated(x, kernel, s), (x, kernel)
+
+
+def _conv2d_transpose_fast_bwd(s, residuals, grad):
+  # Both gradients are direct strided convolutions: the input gradient is the adjoint
+  # convolution, and the weight gradient is that convolution's own, read back through
+  # the flip. (No critic uses a transposed convolution, so these are never
+  # differentiated again where speed matters; they stay exact if they are.)
+  x, kernel = residuals
+  padding = _up_adjoint_padding(kernel.shape, s)
+  k_h, k_w, c, f = kernel.shape
+  adjoint_kernel_grad = _direct_weight_grad(grad, x, (k_h, k_w, f, c), s, padding)
+  return _conv_direct(grad, _flip_io(kernel), s, padding), _flip_io(adjoint_kernel_grad)
+
+
+_conv2d_transpose_fast.defvjp(_conv2d_transpose_fast_fwd, _conv2d_transpose_fast_bwd)
 
 
 # Initialisers of the paper's code (tflib): uniform with a chosen standard deviation.
