@@ -27,6 +27,13 @@ def gan_losses_and_grads(image_size: int, batch: int, **model_overrides):
   """One critic-loss and one generator-loss evaluation of a fresh GAN (seed 0) on fixed
   random inputs: (fake images, scalars, critic grads, generator grads), with the scalars
   the critic loss's metrics plus 'generator_loss'."""
+  compute, params = gan_losses_and_grads_fn(image_size, batch, **model_overrides)
+  return compute(*params)
+
+
+def gan_losses_and_grads_fn(image_size: int, batch: int, **model_overrides):
+  """The jitted computation behind `gan_losses_and_grads`, and its (generator, critic)
+  parameters."""
   import functools
 
   import jax
@@ -54,4 +61,4 @@ def gan_losses_and_grads(image_size: int, batch: int, **model_overrides):
         gan.criticize(d_params, gan.generate(g, z))))(g_params)
     return fake, {**scalars, "critic_loss": loss, "generator_loss": g_loss}, d_grads, g_grads
 
-  return compute(g_params, d_params)
+  return compute, (g_params, d_params)

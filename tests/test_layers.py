@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import gan_losses_and_grads
+from conftest import gan_losses_and_grads, gan_losses_and_grads_fn
 from wgan_gp import layers
 
 # The fast impl picks a formulation per layer by channel count; each is checked alone
@@ -92,6 +92,32 @@ def test_models_penalty_gradient_matches_xla(model_impl, arch):
              for impl in ("xla", model_impl)}
   for got, want in zip(jax.tree.leaves(results[model_impl]), jax.tree.leaves(results["xla"])):
     _assert_close(got, want)
+
+
+def _slow_convolutions(arch, impl):
+  """The compiled critic- and generator-loss gradients' convolutions that XLA:CPU runs on
+  slow paths: base-dilated, window-reversed or grouped ones (and the count of all)."""
+  compute, params = gan_losses_and_grads_fn(16, 2, arch=arch, width=8, z_dim=8,
+                                            conv_impl=impl)
+  hlo = compute.lower(*params).compile().as_text()
+  convolutions = [line for line in hlo.splitlines() if " convolution(" in line]
+  slow = [line for line in convolutions
+          if any(mark in line for mark in ("lhs_dilate", "rhs_reversal", "group_count"))]
+  return slow, len(convolutions)
+
+
+@pytest.mark.parametrize("arch", ["dcgan", "resnet"])
+def test_fast_impl_compiles_to_no_slow_convolution(arch):
+  slow, total = _slow_convolutions(arch, "fast")
+  assert total > 10
+  assert slow == []
+
+
+def test_plain_strided_convolutions_compile_to_slow_ones():
+  """The check above can fail: JAX's own derivatives of strided convolutions are
+  base-dilated."""
+  slow, _ = _slow_convolutions("dcgan", "xla")
+  assert any("lhs_dilate" in line for line in slow)
 
 
 def test_unknown_impl_is_rejected():
