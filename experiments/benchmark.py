@@ -396,7 +396,8 @@ def write_outputs(results, args):
 
 def markdown(results) -> str:
   m = results["machine"]
-  lines = [f"# WGAN-GP iteration benchmark ({m['device']})", "",
+  lines = [f"# WGAN-GP iteration benchmark ({m['device']}; host: {m.get('cpu', 'unknown CPU')})",
+           "",
            f"{m['jax']}, {m['torch']}; n_critic={results['args']['n_critic']}, "
            f"width={results['args']['width']}, 64×64; medians of {results['args']['repeats']} "
            f"interleaved rounds. Measured matmul peak: "
@@ -430,10 +431,25 @@ def markdown(results) -> str:
   return "\n".join(lines) + "\n"
 
 
+def cpu_model() -> str:
+  """The host CPU's model name and widest vector extension: the JAX/PyTorch ratio on CPU
+  depends on both (the frameworks' convolution libraries use AVX-512 differently)."""
+  try:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+  except OSError:
+    return platform.processor() or "unknown CPU"
+  fields = dict(line.split(":", 1) for line in cpuinfo.splitlines() if ":" in line)
+  fields = {key.strip(): value.strip() for key, value in fields.items()}
+  flags = fields.get("flags", "").split()
+  vector = next((isa for isa in ("avx512f", "avx2", "avx") if isa in flags), "no AVX")
+  return f"{fields.get('model name', 'unknown CPU')}, {vector}"
+
+
 def machine_info():
   device = jax.devices()[0]
   return {
       "device": f"{device.device_kind} ({jax.default_backend()}, {os.cpu_count()} CPUs)",
+      "cpu": cpu_model(),
       "platform": platform.platform(),
       "jax": f"jax {jax.__version__}",
       "torch": f"torch {torch.__version__}" if torch is not None else "no torch",
