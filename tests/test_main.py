@@ -23,8 +23,28 @@ def _main_command(config, workdir, *overrides):
           f"--workdir={workdir}", *overrides]
 
 
-def _run_main(config, workdir, *overrides, devices=1, check=True):
-  result = subprocess.run(_main_command(config, workdir, *overrides), env=subprocess_env(devices),
+# Optional dependencies that no image-folder or toy run may import: TensorFlow is for the
+# TFDS source only, and torch for the PyTorch cross-check only.
+_OPTIONAL_MODULES = ("tensorflow", "tensorflow_datasets", "torch")
+
+
+def _main_command_reporting_imports(config, workdir, *overrides):
+  """`_main_command`, run so that it prints at exit which `_OPTIONAL_MODULES` it imported."""
+  argv = _main_command(config, workdir, *overrides)[2:]
+  script = ("import runpy, sys\n"
+            f"sys.argv = {argv!r}\n"
+            "try:\n"
+            "  runpy.run_module('wgan_gp.main', run_name='__main__', alter_sys=True)\n"
+            "finally:\n"
+            f"  print('optional modules imported:', [m for m in {_OPTIONAL_MODULES!r} "
+            "if m in sys.modules])\n")
+  return [sys.executable, "-c", script]
+
+
+def _run_main(config, workdir, *overrides, devices=1, check=True, report_imports=False):
+  command = (_main_command_reporting_imports if report_imports else _main_command)(
+      config, workdir, *overrides)
+  result = subprocess.run(command, env=subprocess_env(devices),
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
   if check and result.returncode != 0:
     raise AssertionError(f"main failed ({result.returncode}):\n{result.stderr[-4000:]}")
@@ -81,9 +101,10 @@ def _write_image_folder(folder, count=40, size=(48, 56)):
 def test_image_folder_smoke_run(tmp_path):
   folder = _write_image_folder(tmp_path / "faces")
   workdir = tmp_path / "run"
-  _run_main("celeba64.py:smoke", workdir, "--config.data.source=images",
-            f"--config.data.path={folder}", "--config.data.crop_size=40",
-            f"--config.data.cache_dir={tmp_path / 'cache'}")
+  result = _run_main("celeba64.py:smoke", workdir, "--config.data.source=images",
+                     f"--config.data.path={folder}", "--config.data.crop_size=40",
+                     f"--config.data.cache_dir={tmp_path / 'cache'}", report_imports=True)
+  assert "optional modules imported: []" in result.stdout
   assert _checkpoint_steps(workdir) == [5, 10]
   grid = np.asarray(Image.open(workdir / "samples" / "step_0000010.png"))
   assert grid.shape == (4 * 34 + 2, 4 * 34 + 2, 3)  # 16 samples of 32 px, 2 px padding
