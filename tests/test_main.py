@@ -23,14 +23,14 @@ def _main_command(config, workdir, *overrides):
           f"--workdir={workdir}", *overrides]
 
 
-# Optional dependencies that no image-folder or toy run may import: TensorFlow is for the
+# Optional dependencies that a run from an image folder must not import: TensorFlow is for the
 # TFDS source only, and torch for the PyTorch cross-check only.
 _OPTIONAL_MODULES = ("tensorflow", "tensorflow_datasets", "torch")
 
 
 def _main_command_reporting_imports(config, workdir, *overrides):
   """`_main_command`, run so that it prints at exit which `_OPTIONAL_MODULES` it imported."""
-  argv = _main_command(config, workdir, *overrides)[2:]
+  argv = _main_command(config, workdir, *overrides)[2:]  # from the module name on
   script = ("import runpy, sys\n"
             f"sys.argv = {argv!r}\n"
             "try:\n"
