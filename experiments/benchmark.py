@@ -160,7 +160,17 @@ def _cost_flops(fn, *args) -> float:
   analysis = lowered.cost_analysis()
   if isinstance(analysis, (list, tuple)):
     analysis = analysis[0]
+  if not analysis:  # jax 0.11 with CUDA analyses no cross-platform lowering
+    analysis = _cpu_compiled_cost_analysis(fn, *args)
   return analysis["flops"]
+
+
+def _cpu_compiled_cost_analysis(fn, *args):
+  """The cost analysis of `fn` compiled for the host CPU, whatever the default backend."""
+  cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+  on_cpu = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=cpu), args)
+  analysis = jax.jit(fn).lower(*on_cpu).compile().cost_analysis()
+  return analysis[0] if isinstance(analysis, (list, tuple)) else analysis
 
 
 def iteration_gflop(arch, batch, n_critic, width) -> float:
