@@ -156,25 +156,23 @@ def make_config(arch, batch, n_critic, width, conv_impl="xla", compute_dtype="fl
 def _cost_flops(fn, *args) -> float:
   # Counted on the CPU lowering on every machine: GPU cost analyses leave out the
   # convolutions that run as library calls, and so undercount by ~200x.
-  lowered = jax.jit(fn).trace(*args).lower(lowering_platforms=("cpu",))
-  analysis = lowered.cost_analysis()
+  analysis = jax.jit(fn).trace(*args).lower(lowering_platforms=("cpu",)).cost_analysis()
+  if not analysis:  # jax 0.11 with CUDA analyses no cross-platform lowering
+    analysis = _cpu_compiled(fn, *args).cost_analysis()
   if isinstance(analysis, (list, tuple)):
     analysis = analysis[0]
-  if not analysis:  # jax 0.11 with CUDA analyses no cross-platform lowering
-    analysis = _cpu_compiled_cost_analysis(fn, *args)
   return analysis["flops"]
 
 
-def _cpu_compiled_cost_analysis(fn, *args):
-  """The cost analysis of `fn` compiled for the host CPU, whatever the default backend."""
+def _cpu_compiled(fn, *args):
+  """`fn` compiled for the host CPU, whatever the default backend."""
   cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
   on_cpu = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=cpu), args)
-  analysis = jax.jit(fn).lower(*on_cpu).compile().cost_analysis()
-  return analysis[0] if isinstance(analysis, (list, tuple)) else analysis
+  return jax.jit(fn).lower(*on_cpu).compile()
 
 
 def iteration_gflop(arch, batch, n_critic, width) -> float:
-  """FLOPs of one iteration from the HLO of the plain formulation (lowering only).
+  """FLOPs of one iteration from the CPU HLO of the plain formulation.
 
   The step keeps its critic updates in a scan, whose body HLO cost analysis counts
   once, so the two halves of an iteration are lowered on their own here.

@@ -30,8 +30,8 @@ def test_cost_flops_falls_back_to_a_cpu_compilation():
   # jax 0.11 with CUDA analyses no CPU lowering (cost_analysis() is None); the count must
   # then come from a CPU compilation, not from the GPU's, which leaves out library convs.
   with mock.patch.object(jax.stages.Lowered, "cost_analysis", lambda self: None):
-    with mock.patch.object(benchmark, "_cpu_compiled_cost_analysis",
-                           wraps=benchmark._cpu_compiled_cost_analysis) as compiled:
+    with mock.patch.object(benchmark, "_cpu_compiled",
+                           wraps=benchmark._cpu_compiled) as compiled:
       flops = benchmark._cost_flops(_matmul_sum, *SHAPES)
   compiled.assert_called_once()
   assert flops == pytest.approx(MATMUL_FLOPS, rel=0.01)
