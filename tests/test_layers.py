@@ -94,22 +94,48 @@ def test_models_penalty_gradient_matches_xla(model_impl, arch):
     _assert_close(got, want)
 
 
-def _slow_convolutions(arch, impl):
-  """The compiled critic- and generator-loss gradients' convolutions that XLA:CPU runs on
-  slow paths: base-dilated, window-reversed or grouped ones (and the count of all)."""
-  compute, params = gan_losses_and_grads_fn(16, 2, arch=arch, width=8, z_dim=8,
-                                            conv_impl=impl)
-  hlo = compute.lower(*params).compile().as_text()
+def _slow_convolutions_in(hlo: str):
+  """The convolutions of compiled HLO that XLA:CPU runs on slow paths: base-dilated,
+  window-reversed or grouped ones, and any not in the NHWC/HWIO layout that its Eigen
+  kernels take (and the count of all)."""
   convolutions = [line for line in hlo.splitlines() if " convolution(" in line]
   slow = [line for line in convolutions
-          if any(mark in line for mark in ("lhs_dilate", "rhs_reversal", "group_count"))]
+          if any(mark in line for mark in ("lhs_dilate", "rhs_reversal", "group_count"))
+          or "dim_labels=b01f_01io->b01f" not in line]
   return slow, len(convolutions)
+
+
+def _slow_convolutions(arch, impl):
+  """Slow convolutions of the compiled critic- and generator-loss gradients."""
+  compute, params = gan_losses_and_grads_fn(16, 2, arch=arch, width=8, z_dim=8,
+                                            conv_impl=impl)
+  return _slow_convolutions_in(compute.lower(*params).compile().as_text())
 
 
 @pytest.mark.parametrize("arch", ["dcgan", "resnet"])
 def test_fast_impl_compiles_to_no_slow_convolution(arch):
   slow, total = _slow_convolutions(arch, "fast")
   assert total > 10
+  assert slow == []
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="checks XLA:CPU's lowering")
+@pytest.mark.parametrize("n_critic", [1, 2, 5])
+def test_train_step_compiles_to_no_slow_convolution(n_critic):
+  """The whole pmapped iteration, for every n_critic: a critic loop left as a loop (a
+  length-1 scan is one) put weight gradients in transposed layouts, 10x slower."""
+  from wgan_gp import data, train
+  from wgan_gp.config import base_config
+  config = base_config()
+  config.model.update(arch="dcgan", width=8, z_dim=8)
+  config.data.image_size = 16
+  config.batch_size, config.n_critic = 2, n_critic
+  gan = train.build_gan(config, data.AXIS_NAME)
+  state = data.replicate(train.create_train_state(config, gan))
+  batch = data.shard_batch(np.zeros((n_critic, 2, 16, 16, 3), np.uint8))
+  compiled = train.make_train_step(config, gan).lower(state, batch).compile()
+  slow, total = _slow_convolutions_in(compiled.as_text())
+  assert total > 10 * n_critic
   assert slow == []
 
 
