@@ -61,6 +61,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.batch_size = 64  # global: split across all devices of all processes
   config.n_critic = 5  # critic updates per generator update, each on its own real batch
   config.num_train_steps = 100_000  # generator updates
+  # Stop (with the final samples, evaluation and checkpoint) once this many minutes of
+  # training have passed, whichever comes first; 0: no limit. Compilation counts,
+  # evaluations and checkpoints do not.
+  config.train_minutes = 0.0
 
   config.optim = ml_collections.ConfigDict()
   for name in ("generator", "critic"):

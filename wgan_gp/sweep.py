@@ -24,6 +24,7 @@ its last checkpoint). `<workdir>/results.md` and `results.csv` list every finish
 trial's final metrics: the last lines of its `metrics.jsonl` and `eval.jsonl`.
 
 `--devices=0,1,2,3` runs trials side by side, one accelerator each (CUDA_VISIBLE_DEVICES);
+`--cpus=0,1` does the same on a CPU host, each trial pinned to its own core;
 `--vectorize` trains the trials of a toy sweep that differ only in array-valued
 hyperparameters (seed, λ, c, learning rates) in one compiled program
 (`wgan_gp.vectorized`).
@@ -354,9 +355,12 @@ def run_sweep(sweep: Sweep, workdir: str, devices: Sequence[str] = (),
   return [_read_done(t) for t in sweep.trials if is_finished(t)]
 
 
+CPU_SLOT = "cpu:"  # a slot that is a CPU core rather than an accelerator
+
+
 def _start(job: _Job, device: str | None) -> _Running:
   env = dict(os.environ)
-  if device is not None:
+  if device is not None and not device.startswith(CPU_SLOT):
     env["CUDA_VISIBLE_DEVICES"] = device
   log = open(job.log_path, "a")
   log.write(f"\n$ {shlex.join(job.command)}\n")
@@ -365,6 +369,9 @@ def _start(job: _Job, device: str | None) -> _Running:
   process = subprocess.Popen(job.command, env=env, stdout=log, stderr=subprocess.STDOUT,
                              stdin=subprocess.DEVNULL, start_new_session=True,
                              preexec_fn=_die_with_parent_fn())
+  if device is not None and device.startswith(CPU_SLOT):
+    # Set before the child has imported JAX, whose threads then inherit the one core.
+    os.sched_setaffinity(process.pid, {int(device[len(CPU_SLOT):])})
   return _Running(job, process, device, time.time(), log)
 
 
@@ -519,6 +526,9 @@ def parse_args(argv):
   parser.add_argument("--devices", default="",
                       help="comma-separated accelerator ids: run that many trials at once, "
                       "one device each (CUDA_VISIBLE_DEVICES); default: one at a time")
+  parser.add_argument("--cpus", default="",
+                      help="comma-separated CPU core ids: run that many trials at once on a "
+                      "CPU host, each pinned to one core")
   parser.add_argument("--vectorize", action="store_true",
                       help="train trials that differ only in seed, λ, c or learning rates "
                       "in one compiled program (toy configs)")
@@ -545,7 +555,8 @@ def main(argv=None) -> int:
     return 0
   stopped = None
   if not args.table_only:
-    devices = [d for d in args.devices.split(",") if d]
+    devices = [d for d in args.devices.split(",") if d] + [
+        CPU_SLOT + c for c in args.cpus.split(",") if c]
     try:
       run_sweep(sweep, args.workdir, devices, args.vectorize)
     except SweepError as error:

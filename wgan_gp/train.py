@@ -286,6 +286,8 @@ def validate_config(config) -> None:
                       f"{', '.join(losses.LOSS_NAMES)}")
   if config.loss.name == "wgan-clip" and not config.loss.clip_value > 0:
     raise ConfigError(f"config.loss.clip_value={config.loss.clip_value} must be > 0")
+  if config.train_minutes < 0:
+    raise ConfigError(f"config.train_minutes={config.train_minutes} must be >= 0 (0: no limit)")
   if not 0.0 <= config.ema_decay < 1.0:
     raise ConfigError(f"config.ema_decay={config.ema_decay} must be in [0, 1)")
   try:
@@ -363,6 +365,10 @@ def train_and_evaluate(config, workdir: str) -> GANState:
           f"the checkpoint in {checkpointer.directory} does not fit this config ({error}): "
           "use a new --workdir or the original settings") from None
     logging.info("Resumed from step %d (data position %d)", last_checkpoint, data_position)
+  # Wall-clock seconds spent training (compilation included; samples, evaluations and
+  # checkpoints excluded), carried across resumes: the x axis of quality-vs-compute.
+  seconds_before = (checkpointer.metadata(last_checkpoint).get("training_seconds", 0.0)
+                    if last_checkpoint is not None else 0.0)
   start_step = int(host_state.step)
   state = data.replicate(host_state)
   del host_state
@@ -393,7 +399,7 @@ def train_and_evaluate(config, workdir: str) -> GANState:
       best = Checkpointer(os.path.join(workdir, "best"), keep=1)
   best_fid = best.metadata()["fid"] if best and best.latest_step() is not None else math.inf
 
-  def evaluate(step):
+  def evaluate(step, trained_seconds):
     # Every process evaluates (the same numbers): all must take part in a best-checkpoint
     # save. Only process 0 writes.
     nonlocal best_fid
@@ -411,10 +417,12 @@ def train_and_evaluate(config, workdir: str) -> GANState:
                                 title)
       writer.write_image(step, "samples/toy", figure)
     if results:
-      eval_writer.write_scalars(step, results, prefix="eval/")
+      eval_writer.write_scalars(step, {**results, "training_seconds": trained_seconds},
+                                prefix="eval/")
     if best is not None and results["fid"] < best_fid:
       best_fid = results["fid"]
-      best.save(step, data.unreplicate(state), data_position, fid=best_fid)
+      best.save(step, data.unreplicate(state), data_position, fid=best_fid,
+                training_seconds=trained_seconds)
 
   # --- Loop
   examples_per_step = config.n_critic * config.batch_size
@@ -428,6 +436,12 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   window = []  # fetched metrics since the last log line
   window_start_time, window_start_step = time.time(), start_step
   periodic_seconds = 0.0  # samples, evals and checkpoints: kept out of steps/s
+  loop_start, excluded_seconds = time.time(), 0.0  # excluded: all periodic work so far
+
+  def seconds_trained() -> float:
+    return seconds_before + time.time() - loop_start - excluded_seconds
+
+  budget_seconds = 60.0 * config.train_minutes
   in_flight = collections.deque()  # device metrics of the last steps dispatched
 
   def fetch_metrics():
@@ -450,7 +464,8 @@ def train_and_evaluate(config, workdir: str) -> GANState:
     summary["interp_grad_norm_max"] = max(m["interp_grad_norm_max"] for m in window)
     summary.update(steps_per_sec=steps_per_sec,
                    images_per_sec=steps_per_sec * examples_per_step,
-                   eta_minutes=(config.num_train_steps - step) / max(steps_per_sec, 1e-9) / 60)
+                   eta_minutes=(config.num_train_steps - step) / max(steps_per_sec, 1e-9) / 60,
+                   training_seconds=seconds_trained())
     writer.write_scalars(step, summary)
     window.clear()
     window_start_time, window_start_step, periodic_seconds = now, step, 0.0
@@ -462,9 +477,15 @@ def train_and_evaluate(config, workdir: str) -> GANState:
     writer.write_text(0, "config", "```\n" + str(config) + "\n```")
   step = start_step
   stop_agreement = StopAgreement()
+  budget_agreement = StopAgreement()  # every process stops at the same step
+  last_step = config.num_train_steps
+  if budget_seconds and seconds_before >= budget_seconds:
+    logging.info("The training budget of %g min is spent (%.0f s); nothing to train",
+                 config.train_minutes, seconds_before)
+    last_step = start_step
   with StopRequest() as stop_request:
     try:
-      for step in range(start_step + 1, config.num_train_steps + 1):
+      for step in range(start_step + 1, last_step + 1):
         with jax.profiler.StepTraceAnnotation("train", step_num=step):
           state, metrics = p_train_step(state, next(batches))
         unchecked.append((step, metrics))
@@ -482,22 +503,33 @@ def train_and_evaluate(config, workdir: str) -> GANState:
                        time.time() - window_start_time)
           window_start_time, window_start_step = time.time(), step
         stopping = stop_agreement.should_stop(stop_request.signal is not None)
-        is_last = step == config.num_train_steps
+        budget_spent = budget_agreement.should_stop(
+            bool(budget_seconds) and seconds_trained() >= budget_seconds)
+        is_last = step == config.num_train_steps or budget_spent
         is_log = step % config.log_every == 0 or is_last or stopping
         is_checkpoint = step % config.checkpoint_every == 0 or is_last or stopping
         if is_log or is_checkpoint:
           fetch_metrics()  # never checkpoint a state that went non-finite
         if is_log:
           log_metrics(step)
-        periodic_start = time.time()
-        if step % config.sample_every == 0 or is_last:
+        is_sample = step % config.sample_every == 0 or is_last
+        is_eval = (config.eval_every and step % config.eval_every == 0) or is_last
+        if is_sample or is_eval or is_checkpoint:
+          jax.block_until_ready(state)  # the steps in flight count as training
+        periodic_start, trained_seconds = time.time(), seconds_trained()
+        if is_sample:
           write_samples(step)
-        if (config.eval_every and step % config.eval_every == 0) or is_last:
-          evaluate(step)
+        if is_eval:
+          evaluate(step, trained_seconds)
         if is_checkpoint:
-          checkpointer.save(step, data.unreplicate(state), data_position)
+          checkpointer.save(step, data.unreplicate(state), data_position,
+                            training_seconds=trained_seconds)
           last_checkpoint = step
         periodic_seconds += time.time() - periodic_start
+        excluded_seconds += time.time() - periodic_start
+        if budget_spent:
+          logging.info("Training budget of %g min spent at step %d", config.train_minutes, step)
+          break
         if stopping:
           logging.warning("Stopped by %s at step %d; checkpoint saved",
                           stop_request.signal or "a signal to another process", step)
