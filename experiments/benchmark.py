@@ -3,11 +3,13 @@
 One iteration = n_critic critic updates (each with the gradient penalty's double
 backward) + one generator update, as `wgan_gp.train.train_step` runs it (ours: the
 real pmapped step) and as `experiments/torch_reference.WGANGP` runs it (PyTorch eager,
-and torch.compile where it works). For each architecture and batch size every variant
-is compiled and warmed up, then timed in interleaved rounds (A B C A B C ...), so that
-load from other processes hits all variants alike; the table reports medians.
+and torch.compile where it works). For each architecture, batch size and n_critic
+(`--n-critic 1,2,5`, the default; a table row per value) every variant is compiled and
+warmed up, then timed in interleaved rounds (A B C A B C ...), so that load from other
+processes hits all variants alike; the table reports medians.
 
-  python experiments/benchmark.py                          # CPU defaults, ~15 min
+  python experiments/benchmark.py                          # CPU defaults, ~45 min
+  python experiments/benchmark.py --n-critic 5             # one n_critic, ~15 min
   python experiments/benchmark.py --archs dcgan --batch-sizes 16 --repeats 3   # quick
   python experiments/benchmark.py --jax fast:float32,xla:float32 \\
       --torch eager:float32,compile:float32 --out runs/bench
@@ -53,7 +55,8 @@ def parse_args(argv=None):
   parser.add_argument("--jax-extra", default="",
                       help="JAX variants set up after all others, so the first skipped "
                       "when past --deadline-s")
-  parser.add_argument("--n-critic", type=int, default=5)
+  parser.add_argument("--n-critic", default="1,2,5",
+                      help="comma-separated n_critic values, each timed on its own")
   parser.add_argument("--width", type=int, default=64)
   parser.add_argument("--torch-tf-padding", action="store_true",
                       help="time PyTorch with TF's asymmetric 'SAME' padding (F.pad per "
@@ -315,59 +318,74 @@ def benchmark(args):
   results["matmul_peak_gflops"] = peaks
   print(f"measured matmul peak (GFLOP/s): {peaks}", flush=True)
 
-  for arch in args.archs.split(","):
-    for batch in [int(b) for b in args.batch_sizes.split(",")]:
-      gflop = iteration_gflop(arch, batch, args.n_critic, args.width)
-      entry = {"arch": arch, "batch": batch, "gflop_per_iteration": gflop,
-               "torch_counter_gflop": None, "variants": {}}
-      results["configs"].append(entry)
-      print(f"\n== {arch} batch {batch}: {gflop:.0f} GFLOP per iteration", flush=True)
-      variants = []
-      for spec in filter(None, args.jax.split(",")):
-        impl, dtype = spec.split(":")
-        variants.append((JaxVariant, (arch, batch, args, impl, dtype), f"jax {impl} {dtype}"))
-      if torch is not None:
-        for spec in filter(None, args.torch.split(",")):
-          mode, dtype = spec.split(":")
-          variants.append((TorchVariant, (arch, batch, args, mode, dtype), f"torch {mode} {dtype}"))
-      for spec in filter(None, args.jax_extra.split(",")):
-        impl, dtype = spec.split(":")
-        variants.append((JaxVariant, (arch, batch, args, impl, dtype), f"jax {impl} {dtype}"))
-      ready = []
-      for cls, init_args, name in variants:
-        if args.deadline_s is not None and time.perf_counter() - started > args.deadline_s:
-          entry["variants"][name] = {"error": "skipped: past --deadline-s"}
-          print(f"  {name}: skipped, past the deadline", flush=True)
-          continue
-        try:
-          variant = cls(*init_args)
-          ready.append(variant)
-          entry["variants"][name] = {"compile_s": variant.compile_s, "times_s": []}
-          print(f"  {name}: compiled in {variant.compile_s:.1f} s", flush=True)
-        except Exception as e:  # e.g. torch.compile without double backward
-          entry["variants"][name] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
-          print(f"  {name}: FAILED {type(e).__name__}: {str(e)[:300]}", flush=True)
-          traceback.print_exc(limit=3)
+  configs = [(arch, batch, n_critic) for arch in args.archs.split(",")
+             for batch in [int(b) for b in args.batch_sizes.split(",")]
+             for n_critic in n_critic_values(args)]
+  for arch, batch, n_critic in configs:
+    entry_args = argparse.Namespace(**{**vars(args), "n_critic": n_critic})
+    gflop = iteration_gflop(arch, batch, n_critic, args.width)
+    entry = {"arch": arch, "batch": batch, "n_critic": n_critic,
+             "gflop_per_iteration": gflop, "torch_counter_gflop": None, "variants": {}}
+    results["configs"].append(entry)
+    print(f"\n== {arch} batch {batch} n_critic {n_critic}: {gflop:.0f} GFLOP per iteration",
+          flush=True)
+    variants = []
+    for spec in filter(None, args.jax.split(",")):
+      impl, dtype = spec.split(":")
+      variants.append((JaxVariant, (arch, batch, entry_args, impl, dtype),
+                       f"jax {impl} {dtype}"))
+    if torch is not None:
+      for spec in filter(None, args.torch.split(",")):
+        mode, dtype = spec.split(":")
+        variants.append((TorchVariant, (arch, batch, entry_args, mode, dtype),
+                         f"torch {mode} {dtype}"))
+    for spec in filter(None, args.jax_extra.split(",")):
+      impl, dtype = spec.split(":")
+      variants.append((JaxVariant, (arch, batch, entry_args, impl, dtype),
+                       f"jax {impl} {dtype}"))
+    ready = []
+    for cls, init_args, name in variants:
+      if args.deadline_s is not None and time.perf_counter() - started > args.deadline_s:
+        entry["variants"][name] = {"error": "skipped: past --deadline-s"}
+        print(f"  {name}: skipped, past the deadline", flush=True)
+        continue
+      try:
+        variant = cls(*init_args)
+        ready.append(variant)
+        entry["variants"][name] = {"compile_s": variant.compile_s, "times_s": []}
+        print(f"  {name}: compiled in {variant.compile_s:.1f} s", flush=True)
+      except Exception as e:  # e.g. torch.compile without double backward
+        entry["variants"][name] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+        print(f"  {name}: FAILED {type(e).__name__}: {str(e)[:300]}", flush=True)
+        traceback.print_exc(limit=3)
+    for variant in ready:
+      entry["variants"][variant.name]["memory_bytes"] = variant.memory_bytes()
+    for round_index in range(args.repeats):
       for variant in ready:
-        entry["variants"][variant.name]["memory_bytes"] = variant.memory_bytes()
-      for round_index in range(args.repeats):
-        for variant in ready:
-          start = time.perf_counter()
-          variant.run()
-          elapsed = time.perf_counter() - start
-          entry["variants"][variant.name]["times_s"].append(elapsed)
-        print(f"  round {round_index + 1}: " + ", ".join(
-            f"{v.name} {entry['variants'][v.name]['times_s'][-1]:.2f}s" for v in ready),
-            flush=True)
-      del ready
-      if torch is not None and not on_gpu():
-        entry["torch_counter_gflop"] = torch_flop_count(arch, batch, args)
-      summarize(entry, args, peaks)
-      write_outputs(results, args)
+        start = time.perf_counter()
+        variant.run()
+        elapsed = time.perf_counter() - start
+        entry["variants"][variant.name]["times_s"].append(elapsed)
+      print(f"  round {round_index + 1}: " + ", ".join(
+          f"{v.name} {entry['variants'][v.name]['times_s'][-1]:.2f}s" for v in ready),
+          flush=True)
+    del ready
+    if torch is not None and not on_gpu():
+      entry["torch_counter_gflop"] = torch_flop_count(arch, batch, entry_args)
+    summarize(entry, entry_args, peaks)
+    write_outputs(results, args)
   return results
 
 
+def n_critic_values(args) -> list[int]:
+  """--n-critic as a list of ints ('1,2,5' -> [1, 2, 5]; an int is one value)."""
+  if isinstance(args.n_critic, int):
+    return [args.n_critic]
+  return [int(n) for n in str(args.n_critic).split(",") if n.strip()]
+
+
 def summarize(entry, args, peaks):
+  """Medians and rates of one config; `args.n_critic` is that config's own n_critic."""
   images = args.n_critic * entry["batch"]
   for name, v in entry["variants"].items():
     if "times_s" not in v or not v["times_s"]:
@@ -406,26 +424,29 @@ def markdown(results) -> str:
   m = results["machine"]
   lines = [f"# WGAN-GP iteration benchmark ({m['device']}; host: {m.get('cpu', 'unknown CPU')})",
            "",
-           f"{m['jax']}, {m['torch']}; n_critic={results['args']['n_critic']}, "
+           f"{m['jax']}, {m['torch']}; n_critic per row, "
            f"width={results['args']['width']}, 64×64; medians of {results['args']['repeats']} "
            f"interleaved rounds. Measured matmul peak: "
            + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in results["matmul_peak_gflops"].items())
            + ".", "",
-           "| arch | batch | variant | s/iter | images/s | GFLOP/s | % peak | time vs torch eager "
-           "| speedup vs torch.compile | compile s | memory MB |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| arch | batch | n_critic | variant | s/iter | images/s | GFLOP/s | % peak "
+           "| time vs torch eager | speedup vs torch.compile | compile s | memory MB |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
   fmt = lambda x, f: "–" if x is None else format(x, f)
+  # JSON written before n_critic was per config has it only in its args.
+  n_critic_of = lambda entry: entry.get("n_critic", results["args"]["n_critic"])
   for entry in results["configs"]:
     for name, v in entry["variants"].items():
       if "error" in v:
-        lines.append(f"| {entry['arch']} | {entry['batch']} | {name} | failed: "
-                     f"{v['error'][:80]} | | | | | | | |")
+        lines.append(f"| {entry['arch']} | {entry['batch']} | {n_critic_of(entry)} | {name} | "
+                     f"failed: {v['error'][:80]} | | | | | | | |")
         continue
       if "median_s" not in v:
         continue
       memory = v.get("memory_bytes")
       lines.append(
-          f"| {entry['arch']} | {entry['batch']} | {name} | {v['median_s']:.3f} | "
+          f"| {entry['arch']} | {entry['batch']} | {n_critic_of(entry)} | {name} | "
+          f"{v['median_s']:.3f} | "
           f"{v['images_per_s']:.0f} | {v['gflops']:.0f} | {100 * v['peak_fraction']:.0f}% | "
           f"{fmt(v.get('time_vs_torch_eager'), '.2f')} | "
           f"{fmt(v.get('speedup_vs_torch_compile'), '.2f')} | {v['compile_s']:.1f} | "
@@ -433,7 +454,8 @@ def markdown(results) -> str:
   lines.append("")
   for entry in results["configs"]:
     counter = entry.get("torch_counter_gflop")
-    lines.append(f"{entry['arch']} batch {entry['batch']}: {entry['gflop_per_iteration']:.0f} "
+    lines.append(f"{entry['arch']} batch {entry['batch']} n_critic {n_critic_of(entry)}: "
+                 f"{entry['gflop_per_iteration']:.0f} "
                  "GFLOP per iteration (XLA HLO count of the plain formulation)"
                  + (f"; torch's FLOP counter: {counter:.0f}" if counter else "") + ".")
   return "\n".join(lines) + "\n"

@@ -1,5 +1,7 @@
-"""The benchmark's FLOP count, which its GFLOP/s and % of peak columns rest on."""
+"""The benchmark: its FLOP count, which its GFLOP/s and % of peak columns rest on, and
+its per-n_critic configs."""
 
+import json
 import sys
 from unittest import mock
 
@@ -48,3 +50,55 @@ def test_iteration_gflop_counts_the_penalty_double_backward():
   forward_gflop = benchmark._cost_flops(
       lambda g, d, z: gan.criticize(d, gan.generate(g, z)).sum(), g_params, d_params, z) / 1e9
   assert 20 * forward_gflop < gflop < 50 * forward_gflop  # 33x measured
+
+
+class _FakeVariant:
+  """Stands in for JaxVariant (whose step takes ~30 s to compile): records the n_critic
+  of the args it is built with."""
+  built = []
+
+  def __init__(self, arch, batch, args, conv_impl, compute_dtype):
+    self.name = f"jax {conv_impl} {compute_dtype}"
+    self.compile_s = 0.0
+    _FakeVariant.built.append((arch, batch, args.n_critic))
+
+  def run(self):
+    pass
+
+  def memory_bytes(self):
+    return None
+
+
+def test_benchmark_times_every_n_critic(tmp_path):
+  # A list of n_critic values gives one config per value, each built, FLOP-counted and
+  # summarised with its own n_critic, and a table with an n_critic column. Tiny: DCGAN
+  # width 8, batch 2, one round, no PyTorch variants, the matmul peak not measured.
+  args = benchmark.parse_args([
+      "--archs", "dcgan", "--batch-sizes", "2", "--n-critic", "1,2", "--width", "8",
+      "--repeats", "1", "--jax", "xla:float32", "--torch", "", "--out", str(tmp_path / "b")])
+  _FakeVariant.built = []
+  with mock.patch.object(benchmark, "matmul_peak_gflops", lambda dtype: 100.0), \
+       mock.patch.object(benchmark, "JaxVariant", _FakeVariant):
+    benchmark.benchmark(args)
+  assert _FakeVariant.built == [("dcgan", 2, 1), ("dcgan", 2, 2)]
+  results = json.loads((tmp_path / "b.json").read_text())
+  configs = results["configs"]
+  assert [(c["arch"], c["batch"], c["n_critic"]) for c in configs] == [
+      ("dcgan", 2, 1), ("dcgan", 2, 2)]
+  for c in configs:
+    v = c["variants"]["jax xla float32"]
+    assert len(v["times_s"]) == 1
+    assert v["images_per_s"] * v["median_s"] == pytest.approx(c["n_critic"] * 2)
+  one, two = (c["gflop_per_iteration"] for c in configs)
+  assert one < two < 2 * one  # one more critic update, the generator update shared
+  if benchmark.torch is not None:
+    one, two = (c["torch_counter_gflop"] for c in configs)
+    assert one < two < 2 * one
+  table = (tmp_path / "b.md").read_text()
+  assert "| arch | batch | n_critic | variant |" in table
+  assert "| dcgan | 2 | 1 | jax xla float32 |" in table
+  assert "| dcgan | 2 | 2 | jax xla float32 |" in table
+
+
+def test_n_critic_default_is_1_2_5():
+  assert benchmark.n_critic_values(benchmark.parse_args([])) == [1, 2, 5]

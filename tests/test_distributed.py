@@ -10,6 +10,7 @@ import time
 import numpy as np
 
 from conftest import REPO_ROOT, subprocess_env
+from wgan_gp import exit_codes
 from test_main import _checkpoint_steps, _main_command, _write_image_folder
 
 
@@ -71,7 +72,8 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
     time.sleep(0.1)
   processes[1].send_signal(signal.SIGTERM)
   outputs = [p.communicate(timeout=300)[1] for p in processes]
-  assert [p.returncode for p in processes] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+  assert [p.returncode for p in processes] == [exit_codes.RESUMABLE] * 2, (outputs[0][-2000:]
+                                                                    + outputs[1][-2000:])
   stopped_at = [re.search(r"Stopped by (.+) at step (\d+)", out).groups() for out in outputs]
   assert stopped_at[1][0] == "SIGTERM" and stopped_at[0][0] == "a signal to another process"
   assert stopped_at[0][1] == stopped_at[1][1]
@@ -84,7 +86,7 @@ def test_unreachable_coordinator_fails_fast_with_one_line(tmp_path):
       _main_command("toy2d.py:smoke", tmp_path / "w", f"--coordinator_address=127.0.0.1:{_free_port()}",
                     "--num_processes=2", "--process_id=1", "--distributed_timeout=3"),
       env=subprocess_env(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
-  assert result.returncode == 1
+  assert result.returncode == exit_codes.BAD_INPUT
   line = result.stderr.strip().splitlines()[-1]
   assert line.startswith("error: coordinator 127.0.0.1:") and "unreachable after 3 s" in line
   assert time.time() - start < 60
@@ -98,5 +100,5 @@ def test_global_batch_not_divisible_by_all_devices_fails_in_every_process(tmp_pa
                                 stderr=subprocess.PIPE, text=True) for i in range(2)]
   for process in processes:
     _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 1
+    assert process.returncode == exit_codes.BAD_INPUT
     assert "batch_size=6 is not divisible by the 4 devices" in stderr.strip().splitlines()[-1]

@@ -169,7 +169,8 @@ def test_pytorch_fid_names_map_to_the_same_network():
                        f"{stem}.bn.running_mean": raw.mean, f"{stem}.bn.running_var": raw.var,
                        f"{stem}.bn.num_batches_tracked": np.array(0)})
   converted = inception.convert_torch_tree(state_dict)
-  assert converted.keys() == reference.keys()
+  # The same network, and pytorch-fid's `fc` as the logits layer (fid-helper has none).
+  assert converted.keys() == reference.keys() | {"logits/kernel", "logits/bias"}
   for name in ("Conv2d_1a_3x3/conv/kernel", "Mixed_6b/branch7x7_2/conv/kernel",
                "Mixed_7c/branch3x3dbl_3b/conv/kernel"):
     np.testing.assert_allclose(converted[name], 2.0 * reference[name], rtol=1e-6)

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from conftest import CELEBA_TAR, CONFIGS, REPO_ROOT, requires_celeba_tar, subprocess_env
-from wgan_gp import train
+from wgan_gp import exit_codes, train
 from wgan_gp.checkpoint import Checkpointer, abstract_like
 from wgan_gp.config import load_config
 
@@ -141,7 +141,7 @@ def test_sigterm_then_resume_equals_uninterrupted_run(tmp_path):
     time.sleep(0.05)
   process.send_signal(signal.SIGTERM)
   _, stderr = process.communicate(timeout=300)
-  assert process.returncode == 0, stderr[-3000:]
+  assert process.returncode == exit_codes.RESUMABLE, stderr[-3000:]
   assert "Stopped by SIGTERM" in stderr
   stopped_at = _checkpoint_steps(interrupted)
   assert len(stopped_at) == 1 and 2 <= stopped_at[0] < 300
@@ -185,7 +185,7 @@ def test_bad_image_data_fails_with_one_clear_line(tmp_path, path_kind, message):
   result = _run_main("celeba64.py:smoke", tmp_path / "w", "--config.data.source=images",
                      f"--config.data.path={path}", f"--config.data.cache_dir={tmp_path / 'c'}",
                      check=False)
-  assert result.returncode == 1
+  assert result.returncode == exit_codes.BAD_INPUT
   assert _last_line(result.stderr).startswith("error: ") and message in _last_line(result.stderr)
 
 
@@ -193,7 +193,7 @@ def test_incompatible_workdir_is_refused_and_left_intact(tmp_path):
   workdir = tmp_path / "w"
   _run_main("toy2d.py:smoke", workdir)
   result = _run_main("toy2d.py:smoke", workdir, "--config.model.width=64", check=False)
-  assert result.returncode == 1
+  assert result.returncode == exit_codes.BAD_INPUT
   assert "incompatible config (model.width: 32 -> 64)" in _last_line(result.stderr)
   assert _checkpoint_steps(workdir) == [10, 20]
 
@@ -203,7 +203,7 @@ def test_nonfinite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(t
   _run_main("toy2d.py:smoke", workdir)
   result = _run_main("toy2d.py:smoke", workdir, "--config.num_train_steps=40",
                      "--config.optim.critic.learning_rate=1e38", check=False)
-  assert result.returncode == 1
+  assert result.returncode == exit_codes.NON_FINITE
   line = _last_line(result.stderr)
   assert line.startswith("error: non-finite") and "at step 2" in line, line
   assert "last good checkpoint is step 20" in line

@@ -12,13 +12,14 @@ from test_main import _checkpoint_steps, _last_line, _run_main
 tfds = pytest.importorskip("tensorflow_datasets", reason="TFDS is not installed: pip install -e '.[tfds]'")
 pytest.importorskip("tensorflow", reason="TensorFlow is not installed: pip install -e '.[tfds]'")
 
+from wgan_gp import exit_codes  # noqa: E402
 from wgan_gp.data.celeba_tfds import MANUAL_FILES  # noqa: E402
 
 
 def test_missing_celeba_files_name_the_manual_route(tmp_path):
   result = _run_main("celeba64.py:smoke", tmp_path / "w", "--config.data.source=tfds",
                      f"--config.data.tfds_data_dir={tmp_path / 'tfds'}", check=False)
-  assert result.returncode == 1
+  assert result.returncode == exit_codes.BAD_INPUT
   line = _last_line(result.stderr)
   assert line.startswith("error: TFDS celeb_a is not prepared")
   assert all(name in line for name in MANUAL_FILES)

@@ -1,29 +1,91 @@
 """Orbax checkpoints of the GAN state and the data position.
 
 Orbax writes each checkpoint into a temporary folder and renames it when complete, so
-an interrupted save never leaves a checkpoint that looks valid but is not.
+an interrupted save never leaves a checkpoint that looks valid but is not. The rest is
+ours:
+* a state with a NaN or inf is never saved (`NonFiniteStateError`), so every
+  checkpoint is one a run can continue from;
+* old checkpoints are renamed into `.deleting/` (atomic) before they are deleted, so a
+  kill during clean-up never leaves half a checkpoint under a step's name;
+* a resume takes the newest checkpoint that restores (`restore_latest`). One that does
+  not (files missing or truncated, non-finite values) is named in a warning and moved
+  to `damaged/`, never deleted, so that the run can write that step again.
 """
 
 import json
 import logging
 import os
+import shutil
+import time
 from typing import Any, NamedTuple
 
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
+
+DELETING_DIR = ".deleting"  # old steps wait here (renamed whole) while being deleted
+DAMAGED_DIR = "damaged"  # steps that failed to restore, kept for a look
+TMP_MARKER = ".orbax-checkpoint-tmp"  # in the name of a save in progress
+
+
+class NonFiniteStateError(FloatingPointError):
+  """A state to be saved holds NaN or inf; nothing was written."""
+
+
+class DamagedCheckpointError(ValueError):
+  """No checkpoint (or not the one asked for) restores; the message says why."""
+
+
+class CheckpointMismatchError(ValueError):
+  """An intact checkpoint whose arrays do not match the state of this config."""
+
+
+def nonfinite_fields(state) -> list[str]:
+  """The top-level fields of `state` (e.g. 'g_params') that hold a NaN or inf."""
+  bad = set()
+  for path, leaf in jax.tree_util.tree_leaves_with_path(state):
+    leaf = np.asarray(leaf)
+    if np.issubdtype(leaf.dtype, np.inexact) or leaf.dtype.name == "bfloat16":
+      if not np.isfinite(leaf.astype(np.float32, copy=False)).all():
+        key = path[0]
+        bad.add(str(getattr(key, "name", getattr(key, "key", getattr(key, "idx", key)))))
+  return sorted(bad)
 
 
 class Checkpointer:
-  """Keeps the last `keep` checkpoints of (state, data position) under `directory`."""
+  """Keeps the last `keep` checkpoints of (state, data position) under `directory`.
 
-  def __init__(self, directory: str, keep: int):
+  `read_only` (evaluation, sampling) never deletes, moves or cleans up anything: a
+  training run may be writing there at the same time.
+  """
+
+  def __init__(self, directory: str, keep: int, read_only: bool = False):
     self.directory = os.path.abspath(directory)
+    self.keep = keep
+    self.read_only = read_only
+    self._is_primary = jax.process_index() == 0 and not read_only
+    if self._is_primary and os.path.isdir(self.directory):
+      for name in os.listdir(self.directory):  # the folder of a save that was killed
+        if TMP_MARKER in name:
+          shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+    self._empty_deleting()
     self._manager = ocp.CheckpointManager(
         self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=None if read_only else keep, create=not read_only,
+            read_only=read_only, todelete_subdir=None if read_only else DELETING_DIR),
         item_names=("state", "data"),
+        item_handlers={"state": ocp.StandardCheckpointHandler(),
+                       "data": ocp.JsonCheckpointHandler()},
     )
+
+  def _empty_deleting(self) -> None:
+    """Finishes the deletions that were under way (or killed) in `.deleting/`."""
+    path = os.path.join(self.directory, DELETING_DIR)
+    if self._is_primary and os.path.isdir(path):
+      for name in os.listdir(path):
+        shutil.rmtree(os.path.join(path, name), ignore_errors=True)
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -35,14 +97,29 @@ class Checkpointer:
     """Starts an asynchronous save of a host (unreplicated) state.
 
     `metadata` (JSON values, e.g. the FID of a best checkpoint) is stored beside the
-    data position and comes back from `metadata()`.
+    data position and comes back from `metadata()`. Raises `NonFiniteStateError`, and
+    writes nothing, if the state holds a NaN or inf.
     """
     if step in self._manager.all_steps():
       return
+    bad = nonfinite_fields(state)
+    if bad:
+      raise NonFiniteStateError(
+          f"non-finite values in {', '.join(bad)} at step {step}: training stopped and "
+          f"this state was not checkpointed; {self.describe_latest()}: lower the learning "
+          "rates, then rerun to resume from it")
+    # The previous save, and the deletions it started, are complete once this returns.
+    self._manager.wait_until_finished()
+    self._empty_deleting()
     self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
         data=ocp.args.JsonSave({"position": int(data_position), **metadata})))
     logging.info("Saving checkpoint at step %d to %s", step, self.directory)
+
+  def describe_latest(self) -> str:
+    step = self.latest_step()
+    return ("no checkpoint was saved" if step is None else
+            f"the last good checkpoint is step {step} in {self.directory}")
 
   def metadata(self, step: int | None = None) -> dict:
     """The JSON saved with `step` (default: the latest): the data position and metadata."""
@@ -58,12 +135,116 @@ class Checkpointer:
         data=ocp.args.JsonRestore()))
     return restored["state"], restored["data"]["position"]
 
+  def check_fits(self, abstract_state, step: int) -> None:
+    """Raises `CheckpointMismatchError` if `step` holds other arrays than `abstract_state`
+    (another model or optimiser), `DamagedCheckpointError` if its metadata is unreadable."""
+    try:
+      saved = self._manager.item_metadata(step).state
+      saved = ocp.tree.to_flat_dict(saved.tree if hasattr(saved, "tree") else saved, sep=".")
+    except Exception as error:  # missing or garbled metadata: anything orbax raises
+      raise DamagedCheckpointError(_describe(error)) from None
+    if not saved:  # orbax reads a missing state/_METADATA as an empty tree
+      raise DamagedCheckpointError("the state's metadata (state/_METADATA) is missing")
+    wanted = ocp.tree.to_flat_dict(abstract_state, sep=".")
+    differences = [f"{k}: {_shape(saved.get(k))} -> {_shape(wanted.get(k))}"
+                   for k in sorted(set(saved) | set(wanted))
+                   if _shape(saved.get(k)) != _shape(wanted.get(k))]
+    if differences:
+      raise CheckpointMismatchError(
+          f"checkpoint {step} in {self.directory} holds other arrays than this config's "
+          f"state ({'; '.join(differences[:3])}{' ...' if len(differences) > 3 else ''})")
+
+  def restore_checked(self, abstract_state, step: int):
+    """(state, data) of `step`, or `DamagedCheckpointError` naming why it does not restore:
+    files missing or truncated, or non-finite values. `CheckpointMismatchError` for an
+    intact checkpoint of another config."""
+    self.check_fits(abstract_state, step)
+    try:
+      restored = self._manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+      state, data = restored["state"], dict(restored["data"])
+      data["position"]  # noqa: B018  (a data item without it is damaged)
+    except Exception as error:  # truncated or missing files: whatever TensorStore raises
+      raise DamagedCheckpointError(_describe(error)) from None
+    bad = nonfinite_fields(state)
+    if bad:
+      raise DamagedCheckpointError(f"non-finite values in {', '.join(bad)}")
+    return state, data
+
+  def restore_latest(self, abstract_state, move_damaged: bool = False):
+    """(step, state, data) of the newest checkpoint that restores; None if there is none.
+
+    Each newer one that does not restore is named in a one-line warning; with
+    `move_damaged` (a run that will write those steps again) it is moved to `damaged/`,
+    and older steps beyond `keep` (an interrupted clean-up) are deleted. Raises
+    `DamagedCheckpointError` if checkpoints exist but none restores, touching nothing.
+    """
+    damaged = []
+    for step in sorted(self.all_steps(), reverse=True):
+      try:
+        state, data = self.restore_checked(abstract_state, step)
+      except DamagedCheckpointError as error:
+        damaged.append((step, str(error)))
+        continue
+      for bad_step, reason in damaged:
+        if move_damaged:
+          logging.warning("checkpoint %d in %s does not restore (%s): moved it to %s; "
+                          "resuming from step %d", bad_step, self.directory, reason,
+                          self._move_damaged(bad_step), step)
+        else:
+          logging.warning("checkpoint %d in %s does not restore (%s): using step %d",
+                          bad_step, self.directory, reason, step)
+      if move_damaged:
+        if damaged:
+          self._synchronize_and_reload()
+        self._finish_clean_up()
+      return step, state, data
+    if damaged:
+      raise DamagedCheckpointError(
+          f"no checkpoint in {self.directory} restores ("
+          + "; ".join(f"step {s}: {r}" for s, r in damaged)
+          + "): move them out of the folder to start afresh, or use a new --workdir")
+    return None
+
+  def _move_damaged(self, step: int) -> str:
+    target = os.path.join(self.directory, DAMAGED_DIR,
+                          f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if self._is_primary:
+      os.makedirs(os.path.dirname(target), exist_ok=True)
+      os.rename(os.path.join(self.directory, str(step)), target)
+    return target
+
+  def _synchronize_and_reload(self) -> None:
+    if jax.process_count() > 1:  # every process sees the folders process 0 moved
+      ocp.multihost.sync_global_processes("wgan_gp_moved_damaged_checkpoints")
+    self._manager.reload()
+
+  def _finish_clean_up(self) -> None:
+    """Deletes the steps older than the newest `keep`: those a killed clean-up left."""
+    for step in sorted(self.all_steps())[:-self.keep]:
+      logging.info("Deleting checkpoint %d in %s (beyond keep_checkpoints=%d)", step,
+                   self.directory, self.keep)
+      self._manager.delete(step)
+    self._empty_deleting()
+
   def wait(self) -> None:
     self._manager.wait_until_finished()
 
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+    self._empty_deleting()
+
+
+def _shape(leaf):
+  return None if leaf is None else (tuple(leaf.shape), np.dtype(leaf.dtype).name)
+
+
+def _describe(error: BaseException) -> str:
+  """The first line of an error, short enough for a one-line message."""
+  lines = str(error).strip().splitlines()
+  text = lines[0].split(". See full TensorStore details")[0] if lines else ""
+  return f"{type(error).__name__}: {text[:200]}{'...' if len(text) > 200 else ''}"
 
 
 def abstract_like(tree):
@@ -91,20 +272,31 @@ def load_run(workdir: str, step: int | None = None, best: bool = False) -> Run:
   with open(config_path) as f:
     config = ml_collections.ConfigDict(json.load(f))
   directory = os.path.join(workdir, "best" if best else "checkpoints")
-  checkpointer = Checkpointer(directory, keep=1_000_000)  # reading only: never deletes
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"no checkpoint in {directory}: the run saved none yet")
+  checkpointer = Checkpointer(directory, keep=1, read_only=True)  # never deletes
   try:
-    step = checkpointer.latest_step() if step is None else step
-    if step is None or step not in checkpointer.all_steps():
-      raise FileNotFoundError(f"no checkpoint {'' if step is None else step} in {directory}; "
-                              f"steps there: {checkpointer.all_steps()}")
     gan = train.build_gan(config)
     abstract = abstract_like(jax.eval_shape(lambda: train.create_train_state(config, gan)))
     try:
-      state, position = checkpointer.restore(abstract, step)
-    except (ValueError, KeyError) as error:
-      first_line = str(error).strip().splitlines()[0]
-      raise ValueError(f"checkpoint {step} in {directory} does not match the run's config.json "
-                       f"({first_line})") from None
+      if step is None:
+        latest = checkpointer.restore_latest(abstract)
+        if latest is None:
+          raise FileNotFoundError(f"no checkpoint in {directory}: the run saved none yet")
+        step, state, data = latest
+      elif step not in checkpointer.all_steps():
+        raise FileNotFoundError(f"no checkpoint {step} in {directory}; steps there: "
+                                f"{sorted(checkpointer.all_steps())}")
+      else:
+        try:
+          state, data = checkpointer.restore_checked(abstract, step)
+        except DamagedCheckpointError as error:
+          raise DamagedCheckpointError(
+              f"checkpoint {step} in {directory} does not restore ({error}): pick another "
+              f"--step of {sorted(checkpointer.all_steps())}, or omit it for the newest "
+              "that restores") from None
+    except CheckpointMismatchError as error:
+      raise ValueError(f"{error}: the run's config.json does not match its checkpoints") from None
   finally:
     checkpointer.close()
-  return Run(config, gan, state, step, position)
+  return Run(config, gan, state, step, data["position"])

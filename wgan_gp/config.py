@@ -7,6 +7,7 @@ unknown keys are rejected because the config is locked.
 
 import importlib.util
 import json
+import math
 import os
 
 import ml_collections
@@ -94,6 +95,78 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval_samples = 10_000  # generated (and as many real) images per evaluation
   config.toy_eval_samples = 2500  # 2-D points for the toy mode-coverage metrics
   return config
+
+
+_FLOAT32_MAX = 3.4028234663852886e38
+_AT_LEAST_1 = (lambda v: v >= 1, ">= 1")
+_AT_LEAST_0 = (lambda v: v >= 0, ">= 0")
+_POSITIVE = (lambda v: 0 < v <= _FLOAT32_MAX, "> 0 (and finite in float32)")
+_FRACTION = (lambda v: 0 <= v < 1, "in [0, 1)")
+# Every numeric field and the range in which it means something; `check_ranges` refuses
+# values outside them before anything runs (a negative learning rate trains, silently).
+NUMERIC_RANGES = {
+    "seed": _AT_LEAST_0,
+    "data.image_size": _AT_LEAST_1,
+    "data.crop_size": (lambda v: v >= 0, ">= 0 (0: the largest centred square)"),
+    "data.decode_workers": (lambda v: v >= 0, ">= 0 (0: one per CPU core)"),
+    "data.prefetch": _AT_LEAST_0,
+    "model.z_dim": _AT_LEAST_1,
+    "model.width": _AT_LEAST_1,
+    "model.mlp_depth": _AT_LEAST_1,
+    "loss.gp_weight": (lambda v: 0 <= v <= _FLOAT32_MAX, ">= 0 (0: no gradient penalty)"),
+    "loss.clip_value": _POSITIVE,
+    "batch_size": _AT_LEAST_1,
+    "n_critic": _AT_LEAST_1,
+    "num_train_steps": _AT_LEAST_1,
+    "train_minutes": (lambda v: v >= 0, ">= 0 (0: no limit)"),
+    "ema_decay": _FRACTION,
+    "log_every": _AT_LEAST_1,
+    "sample_every": _AT_LEAST_1,
+    "num_sample_images": _AT_LEAST_1,
+    "checkpoint_every": _AT_LEAST_1,
+    "keep_checkpoints": _AT_LEAST_1,
+    "eval_every": (lambda v: v >= 0, ">= 0 (0: only at the end)"),
+    "eval_samples": _AT_LEAST_1,
+    "toy_eval_samples": _AT_LEAST_1,
+    **{f"optim.{name}.{field}": check for name in ("generator", "critic")
+       for field, check in (("learning_rate", _POSITIVE), ("b1", _FRACTION),
+                            ("b2", _FRACTION), ("eps", _POSITIVE),
+                            ("rms_decay", _FRACTION))},
+}
+
+
+def check_ranges(config) -> None:
+  """Raises ValueError naming the first field outside its meaningful range, or an
+  unknown data source (before a model or a loader blames something else)."""
+  source = config.data.source
+  if source not in TOY_SOURCES + IMAGE_SOURCES:
+    raise ValueError(f"unknown config.data.source {source!r}: expected one of "
+                     f"{', '.join(TOY_SOURCES + IMAGE_SOURCES)}")
+  current = config.to_dict()
+  for key, (ok, must_be) in NUMERIC_RANGES.items():
+    value = _get_dotted(current, key)
+    if value is None:  # a config from before the field existed
+      continue
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      raise ValueError(f"config.{key}={value!r} must be a number")
+    if not (math.isfinite(value) and ok(value)):
+      raise ValueError(f"config.{key}={value} must be {must_be}: set --config.{key}")
+
+
+def setting_changes(saved: dict, config) -> list[str]:
+  """Every field where `config` differs from a saved config, as 'key: old -> new'.
+
+  Fields the saved config lacks (added to the code since) are not changes.
+  """
+  def flatten(d, prefix=""):
+    for key, value in d.items():
+      if isinstance(value, dict):
+        yield from flatten(value, f"{prefix}{key}.")
+      else:
+        yield prefix + key, value
+  old = dict(flatten(saved))
+  return [f"{key}: {old[key]!r} -> {value!r}" for key, value in flatten(config.to_dict())
+          if key in old and old[key] != value]
 
 
 def load_config(path: str, overrides: dict | None = None) -> ml_collections.ConfigDict:

@@ -6,7 +6,10 @@ batch. Process 0 writes logs, samples and config; all take part in checkpoint sa
 """
 
 import logging
+import os
 import socket
+import sys
+import threading
 import time
 
 import jax
@@ -38,6 +41,17 @@ def _wait_for_coordinator(address: str, timeout_s: float) -> None:
       time.sleep(0.5)
 
 
+def _give_up(coordinator_address, num_processes, timeout_s) -> None:
+  from wgan_gp import exit_codes
+  sys.stderr.write(
+      f"error: not all {num_processes or 'the'} processes joined the run at "
+      f"{coordinator_address or 'the detected coordinator'} within {timeout_s:.0f} s: start "
+      "every process with the same --coordinator_address and --num_processes, or raise "
+      "--distributed_timeout\n")
+  sys.stderr.flush()
+  os._exit(exit_codes.BAD_INPUT)  # the runtime is stuck in C++: no clean way out
+
+
 def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
                process_id: int | None = None, timeout_s: int = 300) -> None:
   """Connects this process to the others.
@@ -51,11 +65,19 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
   if coordinator_address and process_id == 0:
     logging.info("Coordinating %s processes at %s (waiting up to %d s for all)",
                  num_processes, coordinator_address, timeout_s)
+  # The runtime's own timeout aborts the process from C++ ("another task died", exit 134);
+  # ours fires first and says what to do.
+  watchdog = threading.Timer(timeout_s, _give_up, (coordinator_address, num_processes,
+                                                   timeout_s))
+  watchdog.daemon = True
+  watchdog.start()
   try:
     jax.distributed.initialize(coordinator_address=coordinator_address,
                                num_processes=num_processes, process_id=process_id,
-                               initialization_timeout=timeout_s)
+                               initialization_timeout=timeout_s + 30)
   except (RuntimeError, ValueError) as error:
     raise DistributedError(f"jax.distributed.initialize failed: {error}") from None
+  finally:
+    watchdog.cancel()
   logging.info("Process %d of %d, %d local devices, %d in all", jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count())

@@ -1,8 +1,9 @@
 """Evaluates a run's generator: `python -m wgan_gp.evaluate --workdir=runs/celeba64`.
 
-Images: FID and KID (InceptionV3, against the run's own dataset; its statistics are
-cached) and/or SWD. Toy data: modes captured and % high-quality samples. Prints the
-results and appends them to `<workdir>/eval.jsonl`.
+Images: FID, KID, the Inception Score and k-NN precision/recall (InceptionV3, against
+the run's own dataset; its statistics are cached) and/or SWD. Toy data: modes captured
+and % high-quality samples. Prints the results and appends them to
+`<workdir>/eval.jsonl`.
 """
 
 import json
@@ -18,8 +19,9 @@ flags.DEFINE_integer("num_samples", None, "Generated (and real) samples; default
 flags.DEFINE_enum("generator", "ema", ["ema", "raw"], "The EMA generator or the raw one.")
 flags.DEFINE_integer("step", None, "Checkpoint step; default: the latest.")
 flags.DEFINE_bool("best", False, "Evaluate the best-FID checkpoint (<workdir>/best).")
-flags.DEFINE_string("metrics", None, "Image metrics, a subset of 'fid,kid,swd'; default: the "
-                    "run's eval_metrics, or 'fid,kid' if it has none.")
+flags.DEFINE_string("metrics", None, "Image metrics, a subset of 'fid,kid,is,pr,swd' (is: "
+                    "Inception Score; pr: precision and recall); default: the run's "
+                    "eval_metrics, or 'fid,kid' if it has none.")
 flags.DEFINE_integer("seed", 0, "Seed of the generator noise and the real subset.")
 flags.mark_flags_as_required(["workdir"])
 
@@ -40,7 +42,7 @@ def evaluate_run(workdir: str, num_samples: int | None = None, generator: str = 
     results = evaluation.ToyEvaluator(source, run.gan, num_samples, seed)(g_params)
   else:
     names = evaluation.parse_metrics(metrics or config.eval_metrics or "fid,kid")
-    evaluation.check_metrics_available(names)
+    evaluation.check_metrics_available(names, flag="--metrics")
     evaluator = evaluation.ImageEvaluator(source, run.gan, names,
                                           num_samples or config.eval_samples, seed)
     num_samples = evaluator.num_samples

@@ -1,4 +1,5 @@
-"""Evaluating a generator: image metrics (FID, KID, SWD) or toy mode coverage.
+"""Evaluating a generator: image metrics (FID, KID, IS, precision/recall, SWD) or toy
+mode coverage.
 
 The same evaluation runs inside training (every `eval_every` steps and at the end)
 and from `python -m wgan_gp.evaluate`. Samples come from fixed noise (seeded), so two
@@ -10,7 +11,10 @@ import functools
 import jax
 import numpy as np
 
-IMAGE_METRICS = ("fid", "kid", "swd")
+# 'is': Inception Score (and is_std); 'pr': k-NN precision and recall. All but 'swd' run
+# on the Inception network's outputs.
+IMAGE_METRICS = ("fid", "kid", "is", "pr", "swd")
+INCEPTION_METRICS = ("fid", "kid", "is", "pr")
 
 
 def parse_metrics(text: str) -> tuple[str, ...]:
@@ -22,15 +26,47 @@ def parse_metrics(text: str) -> tuple[str, ...]:
   return metrics
 
 
-def check_metrics_available(metrics: tuple[str, ...]) -> None:
-  """Fails before training if FID/KID are asked for but their weights are missing."""
-  if {"fid", "kid"} & set(metrics):
+def check_metrics_available(metrics: tuple[str, ...],
+                            flag: str = "--config.eval_metrics") -> None:
+  """Fails before training if Inception metrics are asked for but their weights are
+  missing, or the Inception Score without the logits layer. `flag` is the option the
+  message suggests for choosing other metrics."""
+  if set(INCEPTION_METRICS) & set(metrics):
     from wgan_gp.metrics.inception import find_weights
     try:
       find_weights()
     except FileNotFoundError as error:
-      raise ValueError(f"{error}; or evaluate with --config.eval_metrics=swd, which needs "
-                       "no weights") from None
+      raise ValueError(f"{error}; or evaluate with {flag}=swd, which needs no weights"
+                       ) from None
+  if "is" in metrics:
+    from wgan_gp.metrics import inception
+    # Loads (converting once) the weights the evaluation needs anyway.
+    if not inception.default_extractor().has_logits:
+      raise ValueError(inception.NO_LOGITS_MESSAGE)
+
+
+def inception_metrics(metrics: tuple[str, ...], real, fake, extractor,
+                      kid_subset_size: int = 1000) -> dict[str, float]:
+  """The `INCEPTION_METRICS` named in `metrics` of `fake` against `real` (both
+  `fid.ReferenceStats`; IS is `fake`'s own). KID and precision/recall need features on
+  both sides, IS the extractor's logits."""
+  from wgan_gp.metrics import fid
+  results = {}
+  if "fid" in metrics:
+    results["fid"] = fid.frechet_distance(real.mu, real.sigma, fake.mu, fake.sigma)
+  if ("kid" in metrics or "pr" in metrics) and (real.features is None or fake.features is None):
+    raise ValueError("KID and precision/recall need the features of both sides, which "
+                     "statistics with only mu and sigma do not have")
+  if "kid" in metrics:
+    results["kid"], results["kid_std"] = fid.kernel_inception_distance(
+        real.features, fake.features, subset_size=kid_subset_size)
+  if "pr" in metrics:
+    from wgan_gp.metrics.precision_recall import precision_recall
+    results.update(precision_recall(real.features, fake.features))
+  if "is" in metrics:
+    from wgan_gp.metrics.inception_score import inception_score
+    results["is"], results["is_std"] = inception_score(extractor.logits(fake.features))
+  return results
 
 
 def generate_in_batches(generate, g_params, num_samples: int, z_dim: int, seed: int,
@@ -48,7 +84,8 @@ def generate_in_batches(generate, g_params, num_samples: int, z_dim: int, seed: 
 
 
 class ImageEvaluator:
-  """FID/KID (InceptionV3) and SWD of generated images against the run's dataset.
+  """FID, KID, IS, precision/recall (InceptionV3) and SWD of generated images against
+  the run's dataset.
 
   The real side is a fixed, seeded subset of the dataset of the same size as the
   generated side; its Inception statistics are cached (keyed by the dataset's decoded
@@ -76,20 +113,17 @@ class ImageEvaluator:
     fake = generate_in_batches(self._generate, g_params, self.num_samples, self.gan.z_dim,
                                self.seed)
     results = {}
-    if {"fid", "kid"} & set(self.metrics):
+    if set(INCEPTION_METRICS) & set(self.metrics):
       from wgan_gp.metrics import fid
       from wgan_gp.metrics.inception import default_extractor
       extractor = default_extractor()
       reference = fid.reference_stats(
           f"{self._source.identity}_n{self.num_samples}_seed{self.seed}", self._real_images,
-          extractor=extractor)
-      features = extractor(fake, value_range=(-1.0, 1.0))
-      if "fid" in self.metrics:
-        results["fid"] = fid.frechet_distance(reference.mu, reference.sigma,
-                                              *fid.feature_statistics(features))
-      if "kid" in self.metrics:
-        results["kid"], results["kid_std"] = fid.kernel_inception_distance(
-            reference.features, features)
+          extractor=extractor, progress_label="Inception: real (once)")
+      features = extractor(fake, value_range=(-1.0, 1.0),
+                           progress_label="Inception: generated")
+      results.update(inception_metrics(self.metrics, reference,
+                                       fid.ReferenceStats.from_features(features), extractor))
     if "swd" in self.metrics:
       from wgan_gp.metrics.swd import sliced_wasserstein_distance
       swd = sliced_wasserstein_distance(self._real_images(), fake, value_range=(-1.0, 1.0))

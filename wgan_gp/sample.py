@@ -1,4 +1,5 @@
-"""Looks at what a run generates: `python -m wgan_gp.sample --workdir=runs/celeba64`.
+"""Looks at what a run generates: `python -m wgan_gp.sample --workdir=runs/celeba64`,
+or a shipped generator, with no data and no training: `--pretrained=celeba64-cpu`.
 
   --mode=grid         a PNG grid of samples
   --mode=interpolate  latent interpolations between random pairs (linear and/or
@@ -19,6 +20,8 @@ from wgan_gp.latents import interpolation_latents
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "The run to sample from.")
+flags.DEFINE_string("pretrained", None, "Instead of a run: a shipped generator's name "
+                    "(celeba64-cpu) or a folder written by wgan_gp.pretrained.export.")
 flags.DEFINE_enum("mode", "grid", ["grid", "interpolate", "export"], "What to write.")
 flags.DEFINE_integer("num", 64, "grid: images; interpolate: pairs (rows); export: samples.")
 flags.DEFINE_integer("steps", 10, "interpolate: images per row, endpoints included.")
@@ -31,38 +34,53 @@ flags.DEFINE_enum("generator", "ema", ["ema", "raw"], "The EMA generator or the 
 flags.DEFINE_integer("step", None, "Checkpoint step; default: the latest.")
 flags.DEFINE_integer("seed", 0, "Seed of the latent noise.")
 flags.DEFINE_integer("batch_size", 256, "Samples generated per call.")
-flags.mark_flags_as_required(["workdir"])
+flags.register_multi_flags_validator(
+    ["workdir", "pretrained"], lambda f: (f["workdir"] is None) != (f["pretrained"] is None),
+    message="give exactly one of --workdir (a run) and --pretrained (a shipped generator)")
 
 
-def _generate(run, generator: str, z: np.ndarray, batch_size: int) -> np.ndarray:
-  params = run.state.ema_g_params if generator == "ema" else run.state.g_params
-  generate = jax.jit(run.gan.generate)
+def _generate(gan, params, z: np.ndarray, batch_size: int) -> np.ndarray:
+  generate = jax.jit(gan.generate)
   return np.concatenate([np.asarray(generate(params, z[start:start + batch_size]))
                          for start in range(0, len(z), batch_size)])
+
+
+def _load_generator():
+  """(gan, generator parameters, output folder, file-name tag) of the flags' choice."""
+  if FLAGS.pretrained is not None:
+    from wgan_gp import pretrained
+    if FLAGS.generator != "ema" or FLAGS.step is not None:
+      raise ValueError("a pretrained generator is one EMA generator: drop --generator "
+                       "and --step")
+    model = pretrained.load(FLAGS.pretrained)
+    name = os.path.basename(os.path.normpath(pretrained.resolve(FLAGS.pretrained)))
+    return model.gan, model.params, "samples", f"{name}_seed{FLAGS.seed}"
+  from wgan_gp.checkpoint import load_run
+  run = load_run(FLAGS.workdir, FLAGS.step)
+  params = run.state.ema_g_params if FLAGS.generator == "ema" else run.state.g_params
+  return (run.gan, params, os.path.join(FLAGS.workdir, "samples"),
+          f"step{run.step}_{FLAGS.generator}_seed{FLAGS.seed}")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   from wgan_gp import visualize
-  from wgan_gp.checkpoint import load_run
   try:
-    run = load_run(FLAGS.workdir, FLAGS.step)
+    gan, params, samples_dir, tag = _load_generator()
   except (FileNotFoundError, ValueError) as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(1)
-  is_image = len(run.gan.data_shape) == 3
+  is_image = len(gan.data_shape) == 3
   if FLAGS.mode != "export" and not is_image:
     print("error: this run generates 2-D points, not images: use --mode=export "
           "--format=npz (training writes the toy figures under samples/)", file=sys.stderr)
     sys.exit(1)
   rng = np.random.default_rng(FLAGS.seed)
-  z_dim = run.gan.z_dim
-  samples_dir = os.path.join(FLAGS.workdir, "samples")
-  tag = f"step{run.step}_{FLAGS.generator}_seed{FLAGS.seed}"
+  z_dim = gan.z_dim
 
   if FLAGS.mode == "grid":
-    images = _generate(run, FLAGS.generator, rng.standard_normal((FLAGS.num, z_dim), np.float32),
+    images = _generate(gan, params, rng.standard_normal((FLAGS.num, z_dim), np.float32),
                        FLAGS.batch_size)
     out = FLAGS.out or os.path.join(samples_dir, f"grid_{tag}.png")
     visualize.save_png(visualize.image_grid(images), out)
@@ -72,7 +90,7 @@ def main(argv):
     methods = ["linear", "slerp"] if FLAGS.method == "both" else [FLAGS.method]
     latents = np.stack([interpolation_latents(z0, z1, FLAGS.steps, m) for m in methods], axis=1)
     latents = latents.reshape(-1, z_dim).astype(np.float32)  # rows: pair-major, method-minor
-    images = _generate(run, FLAGS.generator, latents, FLAGS.batch_size)
+    images = _generate(gan, params, latents, FLAGS.batch_size)
     rows = images.reshape(-1, FLAGS.steps, *images.shape[1:])
     suffix = "gif" if FLAGS.gif else "png"
     out = FLAGS.out or os.path.join(samples_dir, f"interpolation_{FLAGS.method}_{tag}.{suffix}")
@@ -85,7 +103,7 @@ def main(argv):
                                               columns=FLAGS.steps), out)
 
   else:
-    samples = _generate(run, FLAGS.generator, rng.standard_normal((FLAGS.num, z_dim), np.float32),
+    samples = _generate(gan, params, rng.standard_normal((FLAGS.num, z_dim), np.float32),
                         FLAGS.batch_size)
     if FLAGS.format == "npz":
       out = FLAGS.out or os.path.join(samples_dir, f"samples_{tag}.npz")

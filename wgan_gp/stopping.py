@@ -11,6 +11,13 @@ import numpy as np
 from wgan_gp.data import AXIS_NAME
 from wgan_gp.data.pipeline import device_mesh
 
+_stopped_by = None  # what made this process stop early, for its exit code
+
+
+def stopped_by() -> str | None:
+  """The signal (or 'a signal to another process') that stopped a run in this process."""
+  return _stopped_by
+
 
 class StopRequest:
   """Within the context, SIGTERM and SIGINT set `signal` (the signal's name) instead of
@@ -28,9 +35,10 @@ class StopRequest:
     return self
 
   def _handle(self, signum, frame):
+    global _stopped_by
     if self.signal is not None and signum == signal.SIGINT:
       raise KeyboardInterrupt
-    self.signal = signal.Signals(signum).name
+    self.signal = _stopped_by = signal.Signals(signum).name
     logging.warning("%s received: %s", self.signal, self._consequence)
 
   def __exit__(self, *exc):
@@ -46,7 +54,8 @@ class StopAgreement:
   it and all processes see the same answer at the same step.
   """
 
-  def __init__(self):
+  def __init__(self, reason: str | None = None):
+    self._reason = reason  # recorded for `stopped_by()` when another process stops this one
     self._multi_process = jax.process_count() > 1
     self._pending = None
     if self._multi_process:
@@ -55,9 +64,12 @@ class StopAgreement:
                                                   jax.sharding.PartitionSpec(AXIS_NAME))
 
   def should_stop(self, local_stop: bool) -> bool:
+    global _stopped_by
     if not self._multi_process:
       return local_stop
     decided = self._pending is not None and int(self._pending.addressable_data(0)[0]) > 0
+    if decided and self._reason and _stopped_by is None:
+      _stopped_by = self._reason
     flags = np.full((jax.local_device_count(),), int(local_stop), np.int32)
     self._pending = self._sum(jax.make_array_from_process_local_data(self._sharding, flags))
     return decided

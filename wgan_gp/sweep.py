@@ -48,7 +48,8 @@ import threading
 import time
 from typing import Any, Iterable, Sequence
 
-from wgan_gp.config import load_config
+from wgan_gp import exit_codes
+from wgan_gp.config import check_ranges, load_config
 from wgan_gp.stopping import StopRequest
 
 DONE_FILE = "done.json"
@@ -139,9 +140,9 @@ def load_sweep(path: str, workdir: str, python: str = sys.executable) -> Sweep:
   for name, own in zip(names, own_overrides):
     overrides = {**fixed, **own}
     try:
-      load_config(base_config, overrides)
-    except (KeyError, AttributeError, TypeError, ValueError) as error:
-      raise SweepError(f"trial {name} of {path}: {error}") from None
+      check_ranges(load_config(base_config, overrides))  # a value no trial could run with
+    except (KeyError, AttributeError, TypeError, ValueError, SyntaxError, OSError) as error:
+      raise SweepError(f"trial {name} of {path}: {_one_line(error)}") from None
     trial_workdir = os.path.join(workdir, name)
     trials.append(Trial(name, overrides, trial_workdir,
                         main_command(base_config, trial_workdir, overrides, python)))
@@ -150,13 +151,24 @@ def load_sweep(path: str, workdir: str, python: str = sys.executable) -> Sweep:
                getattr(module, "evaluate", None))
 
 
+def _one_line(error: BaseException) -> str:
+  if isinstance(error, SyntaxError):
+    return f"{error.msg} in {error.filename}, line {error.lineno}"
+  text = " ".join(str(error).split())  # KeyError's "did you mean" comes on a second line
+  return f"{type(error).__name__}: {text}" if isinstance(error, (KeyError, AttributeError,
+                                                                 NameError)) else text
+
+
 def _import_file(path):
   if not os.path.exists(path):
     raise SweepError(f"sweep file {path!r} not found")
   spec = importlib.util.spec_from_file_location(
       "_wgan_gp_sweep_" + os.path.splitext(os.path.basename(path))[0], path)
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  try:
+    spec.loader.exec_module(module)
+  except Exception as error:  # whatever a broken sweep file raises: SyntaxError, NameError...
+    raise SweepError(f"sweep file {path} does not load: {_one_line(error)}") from None
   return module
 
 
@@ -206,8 +218,26 @@ def is_finished(trial: Trial) -> bool:
 
 
 def final_checkpoint_exists(trial: Trial) -> bool:
-  num_steps = load_config(_base_of(trial), trial.overrides).num_train_steps
-  return os.path.isdir(os.path.join(trial.workdir, "checkpoints", str(num_steps)))
+  """The run reached num_train_steps, or spent its train_minutes."""
+  config = load_config(_base_of(trial), trial.overrides)
+  checkpoints = os.path.join(trial.workdir, "checkpoints")
+  if os.path.isdir(os.path.join(checkpoints, str(config.num_train_steps))):
+    return True
+  steps = [int(n) for n in os.listdir(checkpoints) if n.isdigit()] if os.path.isdir(
+      checkpoints) else []
+  if not config.train_minutes or not steps:
+    return False
+  # The data item's JSON (Orbax JsonSave), read without JAX.
+  record = _read_json(os.path.join(checkpoints, str(max(steps)), "data", "metadata"))
+  return (record or {}).get("training_seconds", 0.0) >= 60.0 * config.train_minutes
+
+
+def _read_json(path: str) -> dict | None:
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
 
 
 def _base_of(trial: Trial) -> str:
@@ -390,7 +420,7 @@ def _finish(running: _Running, evaluate, stopped: bool) -> list[str]:
         failed.append(trial.name)
         continue
       logging.info("done %s (%.0f s)", trial.name, seconds)
-    elif code == 0 or stopped:
+    elif code in (exit_codes.FINISHED, exit_codes.RESUMABLE) or stopped:
       logging.warning("stopped %s before its last step; a rerun resumes it", trial.name)
     else:
       failed.append(trial.name)

@@ -100,16 +100,23 @@ def _text_value(tag: str, text: str) -> bytes:
 
 
 class EventWriter:
-  """Appends summaries to a new event file in `logdir`."""
+  """Appends summaries to a new event file in `logdir`, created with the first summary
+  (a run that fails before writing any leaves no empty event file)."""
 
   def __init__(self, logdir: str):
-    os.makedirs(logdir, exist_ok=True)
+    self.logdir = logdir
     name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}"
     self.path = os.path.join(logdir, name)
-    self._file = open(self.path, "ab")
-    self._write(_event(0, file_version="brain.Event:2"))
+    self._file = None
 
   def _write(self, record: bytes) -> None:
+    if self._file is None:
+      os.makedirs(self.logdir, exist_ok=True)
+      self._file = open(self.path, "ab")
+      self._write_record(_event(0, file_version="brain.Event:2"))
+    self._write_record(record)
+
+  def _write_record(self, record: bytes) -> None:
     header = struct.pack("<Q", len(record))
     self._file.write(header + struct.pack("<I", _masked_crc(header)) + record
                      + struct.pack("<I", _masked_crc(record)))
@@ -125,10 +132,12 @@ class EventWriter:
     self._write(_event(step, [_text_value(tag, text)]))
 
   def flush(self) -> None:
-    self._file.flush()
+    if self._file is not None:
+      self._file.flush()
 
   def close(self) -> None:
-    self._file.close()
+    if self._file is not None:
+      self._file.close()
 
 
 # ------------------------------------------------------------------------ reader

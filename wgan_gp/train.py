@@ -22,7 +22,7 @@ import optax
 from jax import lax
 
 from wgan_gp import losses
-from wgan_gp.config import TOY_SOURCES
+from wgan_gp.config import TOY_SOURCES, check_ranges
 from wgan_gp.evaluation import check_metrics_available, parse_metrics
 from wgan_gp.data import AXIS_NAME
 from wgan_gp.models import GAN, build_gan as _build_gan
@@ -271,25 +271,17 @@ class IncompatibleCheckpointError(ValueError):
 
 def validate_config(config) -> None:
   """Fails fast, before any data is read or anything compiled."""
+  try:
+    check_ranges(config)  # every numeric field, and the data source
+  except ValueError as error:
+    raise ConfigError(str(error)) from None
   devices = jax.device_count()
-  if config.batch_size <= 0 or config.batch_size % devices:
+  if config.batch_size % devices:
     raise ConfigError(f"config.batch_size={config.batch_size} is not divisible by the "
                       f"{devices} devices: set --config.batch_size to a multiple of {devices}")
-  for field in ("n_critic", "num_train_steps", "log_every", "sample_every", "checkpoint_every",
-                "keep_checkpoints"):
-    if config[field] < 1:
-      raise ConfigError(f"config.{field}={config[field]} must be >= 1")
-  if config.eval_every < 0:
-    raise ConfigError(f"config.eval_every={config.eval_every} must be >= 0 (0: only at the end)")
   if config.loss.name not in losses.LOSS_NAMES:
     raise ConfigError(f"unknown loss.name {config.loss.name!r}; expected one of "
                       f"{', '.join(losses.LOSS_NAMES)}")
-  if config.loss.name == "wgan-clip" and not config.loss.clip_value > 0:
-    raise ConfigError(f"config.loss.clip_value={config.loss.clip_value} must be > 0")
-  if config.train_minutes < 0:
-    raise ConfigError(f"config.train_minutes={config.train_minutes} must be >= 0 (0: no limit)")
-  if not 0.0 <= config.ema_decay < 1.0:
-    raise ConfigError(f"config.ema_decay={config.ema_decay} must be in [0, 1)")
   try:
     build_gan(config)
     make_optimizers(config)
@@ -301,15 +293,53 @@ def validate_config(config) -> None:
 
 def prepare_workdir(config, workdir: str, checkpointer) -> None:
   """Refuses a workdir whose checkpoint came from an incompatible config; saves this one."""
-  from wgan_gp.config import state_incompatibilities, to_json
+  check_workdir(config, workdir, checkpointer)
+  save_config(config, workdir)
+
+
+def check_workdir_path(workdir: str) -> None:
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ConfigError(f"--workdir={workdir} is a file: pass a folder (a new one, or a run's)")
+
+
+def check_workdir(config, workdir: str, checkpointer) -> None:
+  """Refuses to resume a checkpoint under settings it cannot continue with.
+
+  Refused: another model, data or optimiser (the state does not fit), another seed (the
+  checkpoint carries its seed's random streams), and any change to a finished run
+  (nothing would train under it, yet config.json would claim it). Other changes, e.g. a
+  learning rate, apply from the resumed step on, and are logged.
+  """
+  from wgan_gp.config import setting_changes, state_incompatibilities
   path = os.path.join(workdir, "config.json")
-  if checkpointer.latest_step() is not None and os.path.exists(path):
-    with open(path) as f:
-      differences = state_incompatibilities(json.load(f), config)
-    if differences:
-      raise IncompatibleCheckpointError(
-          f"workdir {workdir} holds a checkpoint from an incompatible config "
-          f"({'; '.join(differences)}): use a new --workdir or the original settings")
+  latest = checkpointer.latest_step()
+  if latest is None or not os.path.exists(path):
+    return
+  with open(path) as f:
+    saved = json.load(f)
+  differences = state_incompatibilities(saved, config)
+  if saved.get("seed", config.seed) != config.seed:
+    differences.append(f"seed: {saved['seed']!r} -> {config.seed!r}")
+  if differences:
+    raise IncompatibleCheckpointError(
+        f"workdir {workdir} holds a checkpoint from an incompatible config "
+        f"({'; '.join(differences)}): use a new --workdir or the original settings")
+  changes = setting_changes(saved, config)
+  if changes and latest >= config.num_train_steps:
+    raise IncompatibleCheckpointError(
+        f"workdir {workdir} holds a finished run (step {latest}) and this command changes "
+        f"its settings ({'; '.join(changes)}): nothing would train, and its config.json "
+        "stays as it is; use a new --workdir, or a larger --config.num_train_steps to "
+        "continue it with these settings")
+  if changes:
+    logging.warning("Resuming %s with changed settings, from the resumed step on: %s",
+                    workdir, "; ".join(changes))
+
+
+def save_config(config, workdir: str) -> None:
+  """Writes config.json (process 0), atomically."""
+  from wgan_gp.config import to_json
+  path = os.path.join(workdir, "config.json")
   if jax.process_index() == 0:
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -324,7 +354,7 @@ def _check_finite(step_metrics, last_checkpoint, checkpoint_dir) -> None:
       where = (f"the last good checkpoint is step {last_checkpoint} in {checkpoint_dir}"
                if last_checkpoint is not None else "no checkpoint was saved")
       raise FloatingPointError(f"non-finite {', '.join(bad)} at step {step}: training "
-                               f"stopped; {where}")
+                               f"stopped; {where}: lower the learning rates, then rerun")
 
 
 def train_and_evaluate(config, workdir: str) -> GANState:
@@ -333,19 +363,21 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   Writes metrics.jsonl, TensorBoard events, sample images and checkpoints into `workdir`.
   """
   from wgan_gp import data, visualize
-  from wgan_gp.checkpoint import Checkpointer, abstract_like
+  from wgan_gp.checkpoint import CheckpointMismatchError, Checkpointer, abstract_like
   from wgan_gp.stopping import StopAgreement, StopRequest
   from wgan_gp.evaluation import ImageEvaluator, ToyEvaluator
   from wgan_gp.writers import MetricWriter
+  from wgan_gp.console import TrainingProgress
 
   # --- Setup
   validate_config(config)
   eval_metrics = parse_metrics(config.eval_metrics)
   is_main_process = jax.process_index() == 0
+  check_workdir_path(workdir)
   os.makedirs(workdir, exist_ok=True)
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
-  prepare_workdir(config, workdir, checkpointer)
-  writer = MetricWriter(workdir, enabled=is_main_process)
+  check_workdir(config, workdir, checkpointer)
+  writer = MetricWriter(workdir, enabled=is_main_process, echo=False)  # console: `progress`
   eval_writer = writer.sibling("eval.jsonl")  # same TensorBoard run, its own JSONL
 
   # --- Input
@@ -355,20 +387,20 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   gan = _build_gan(config.model, source.data_shape, AXIS_NAME)
   sampling_gan = _build_gan(config.model, source.data_shape, None)
   host_state = create_train_state(config, gan)
-  data_position = 0
-  last_checkpoint = checkpointer.latest_step()
-  if last_checkpoint is not None:
-    try:
-      host_state, data_position = checkpointer.restore(abstract_like(host_state))
-    except (ValueError, KeyError) as error:
-      raise IncompatibleCheckpointError(
-          f"the checkpoint in {checkpointer.directory} does not fit this config ({error}): "
-          "use a new --workdir or the original settings") from None
+  data_position, last_checkpoint, seconds_before = 0, None, 0.0
+  try:  # the newest checkpoint that restores; newer damaged ones are moved aside
+    restored = checkpointer.restore_latest(abstract_like(host_state), move_damaged=True)
+  except CheckpointMismatchError as error:
+    raise IncompatibleCheckpointError(
+        f"{error}: use a new --workdir or the original settings") from None
+  if restored is not None:
+    last_checkpoint, host_state, saved = restored
+    data_position = saved["position"]
+    # Wall-clock seconds spent training (compilation included; samples, evaluations and
+    # checkpoints excluded), carried across resumes: the x axis of quality-vs-compute.
+    seconds_before = saved.get("training_seconds", 0.0)
     logging.info("Resumed from step %d (data position %d)", last_checkpoint, data_position)
-  # Wall-clock seconds spent training (compilation included; samples, evaluations and
-  # checkpoints excluded), carried across resumes: the x axis of quality-vs-compute.
-  seconds_before = (checkpointer.metadata(last_checkpoint).get("training_seconds", 0.0)
-                    if last_checkpoint is not None else 0.0)
+  save_config(config, workdir)  # only now that its checkpoint is known to fit and restore
   start_step = int(host_state.step)
   state = data.replicate(host_state)
   del host_state
@@ -419,6 +451,7 @@ def train_and_evaluate(config, workdir: str) -> GANState:
     if results:
       eval_writer.write_scalars(step, {**results, "training_seconds": trained_seconds},
                                 prefix="eval/")
+      progress.evaluated(step, results)
     if best is not None and results["fid"] < best_fid:
       best_fid = results["fid"]
       best.save(step, data.unreplicate(state), data_position, fid=best_fid,
@@ -467,6 +500,7 @@ def train_and_evaluate(config, workdir: str) -> GANState:
                    eta_minutes=(config.num_train_steps - step) / max(steps_per_sec, 1e-9) / 60,
                    training_seconds=seconds_trained())
     writer.write_scalars(step, summary)
+    progress.logged(step, summary)
     window.clear()
     window_start_time, window_start_step, periodic_seconds = now, step, 0.0
 
@@ -476,19 +510,22 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   if is_main_process and start_step == 0:
     writer.write_text(0, "config", "```\n" + str(config) + "\n```")
   step = start_step
-  stop_agreement = StopAgreement()
+  stop_agreement = StopAgreement(reason="a signal to another process")
   budget_agreement = StopAgreement()  # every process stops at the same step
   last_step = config.num_train_steps
   if budget_seconds and seconds_before >= budget_seconds:
     logging.info("The training budget of %g min is spent (%.0f s); nothing to train",
                  config.train_minutes, seconds_before)
     last_step = start_step
+  # One live line on a terminal, a plain line per log step elsewhere.
+  progress = TrainingProgress(config.num_train_steps, start_step, enabled=is_main_process)
   with StopRequest() as stop_request:
     try:
       for step in range(start_step + 1, last_step + 1):
         with jax.profiler.StepTraceAnnotation("train", step_num=step):
           state, metrics = p_train_step(state, next(batches))
         unchecked.append((step, metrics))
+        progress.advance(step)
         data_position += examples_per_step
         # The host runs at most two steps ahead of the devices: enough to keep them busy,
         # and a stop request takes effect within a step or two.
@@ -535,6 +572,7 @@ def train_and_evaluate(config, workdir: str) -> GANState:
                           stop_request.signal or "a signal to another process", step)
           break
     finally:
+      progress.close()
       if hasattr(batches, "close"):
         batches.close()  # stops the prefetch thread
       checkpointer.close()

@@ -135,7 +135,7 @@ def train_and_evaluate_trials(config, trials: Sequence[dict], workdirs: Sequence
   non-finite stops being checkpointed (its last good checkpoint stays) while the others
   go on; it ends without a final checkpoint, so a sweep reports it as failed.
   """
-  from wgan_gp.checkpoint import Checkpointer, abstract_like
+  from wgan_gp.checkpoint import Checkpointer, NonFiniteStateError, abstract_like
   from wgan_gp.evaluation import ToyEvaluator
   from wgan_gp.writers import MetricWriter
 
@@ -232,8 +232,12 @@ def train_and_evaluate_trials(config, trials: Sequence[dict], workdirs: Sequence
         if checkpointing:
           for k, checkpointer in enumerate(checkpointers):
             if healthy[k]:
-              checkpointer.save(step, vec.trial_state(states, k),
-                                step * examples_per_step)
+              try:
+                checkpointer.save(step, vec.trial_state(states, k),
+                                  step * examples_per_step)
+              except NonFiniteStateError as error:  # metrics finite, the state not
+                healthy[k] = False
+                logging.error("trial %s: %s; the other trials go on", workdirs[k], error)
         periodic += time.time() - periodic_start
         if stopping:
           logging.warning("Stopped by %s at step %d; checkpoints saved", stop_request.signal,

@@ -11,12 +11,13 @@ import hashlib
 import json
 import logging
 import os
-import sys
+import socket
 import time
 from typing import Callable, NamedTuple
 
 import numpy as np
 
+from wgan_gp.console import ProgressBar
 from wgan_gp.user_cache import user_cache_dir
 
 CACHE_FORMAT_VERSION = 1
@@ -54,10 +55,11 @@ def load_or_build(cache_dir: str, fields: dict, num_images: int, image_size: int
       return CachedImages(images[:meta["count"]], key)
     logging.warning("Ignoring the decoded cache %s: it was built for other settings", data_path)
 
-  suffix = f".tmp-{os.getpid()}"
+  _remove_stale_partial_files(data_path)
+  suffix = f".tmp-{socket.gethostname()}-{os.getpid()}"
   out = np.lib.format.open_memmap(data_path + suffix, mode="w+", dtype=np.uint8,
                                   shape=(num_images, image_size, image_size, 3))
-  progress = Progress(num_images, "Decoding images (first pass; later runs read the cache)")
+  progress = ProgressBar(num_images, "Decoding (first pass; cached after)")
   try:
     count = fill(out, progress.update)
     out.flush()
@@ -67,6 +69,7 @@ def load_or_build(cache_dir: str, fields: dict, num_images: int, image_size: int
     _write_json_atomically(meta_path, {"fields": fields, "count": count,
                                        "built_at": time.strftime("%Y-%m-%d %H:%M:%S")})
   except BaseException:
+    progress.close()
     if os.path.exists(data_path + suffix):
       os.remove(data_path + suffix)
     raise
@@ -74,42 +77,26 @@ def load_or_build(cache_dir: str, fields: dict, num_images: int, image_size: int
   return CachedImages(np.load(data_path, mmap_mode="r")[:count], key)
 
 
+def _remove_stale_partial_files(data_path: str) -> None:
+  """Deletes the partial caches of killed first passes on this machine (their process is
+  gone); another machine's, or a live process's, may still be filling."""
+  folder, prefix = os.path.dirname(data_path), os.path.basename(data_path) + ".tmp-"
+  host = socket.gethostname()
+  for name in os.listdir(folder):
+    owner, _, pid = name.removeprefix(prefix).rpartition("-")
+    if not name.startswith(prefix) or owner != host or not pid.isdigit():
+      continue
+    try:
+      os.kill(int(pid), 0)  # raises if no such process
+    except ProcessLookupError:
+      logging.info("Removing %s, left by a first pass that was killed", name)
+      os.remove(os.path.join(folder, name))
+    except PermissionError:  # another user's live process
+      pass
+
+
 def _write_json_atomically(path, content):
   tmp = f"{path}.tmp-{os.getpid()}"
   with open(tmp, "w") as f:
     json.dump(content, f, indent=2)
   os.replace(tmp, path)
-
-
-class Progress:
-  """A progress line on stderr (images/s and ETA), redrawn at most every 0.5 s."""
-
-  def __init__(self, total: int, label: str):
-    self.total, self.label = total, label
-    self.start = self._last_draw = time.time()
-    self.done = 0
-    self._interactive = sys.stderr.isatty()
-    self._last_logged_decile = -1
-
-  def update(self, done: int) -> None:
-    self.done = done
-    now = time.time()
-    if now - self._last_draw < 0.5 and done < self.total:
-      return
-    self._last_draw = now
-    rate = done / max(now - self.start, 1e-9)
-    eta = (self.total - done) / max(rate, 1e-9)
-    line = f"{self.label}: {done}/{self.total} ({rate:.0f} images/s, ETA {eta:.0f} s)"
-    if self._interactive:
-      sys.stderr.write("\r" + line)
-      sys.stderr.flush()
-    elif done * 10 // max(self.total, 1) > self._last_logged_decile:
-      self._last_logged_decile = done * 10 // max(self.total, 1)
-      logging.info(line)
-
-  def finish(self) -> None:
-    elapsed = time.time() - self.start
-    if self._interactive:
-      sys.stderr.write("\n")
-    logging.info("%s: %d images in %.1f s (%.0f images/s)", self.label, self.done, elapsed,
-                 self.done / max(elapsed, 1e-9))

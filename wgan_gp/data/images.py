@@ -7,17 +7,20 @@ inside the step, so the host moves a quarter of the bytes.
 
 import collections
 import concurrent.futures
+import contextlib
 import hashlib
 import io
 import logging
 import os
 import tarfile
 import zipfile
+import zlib
 from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image
 
+from wgan_gp.console import ProgressBar
 from wgan_gp.data.cache import CachedImages, load_or_build
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -44,11 +47,18 @@ def list_images(path: str) -> list[str]:
     names = [os.path.relpath(os.path.join(root, f), path)
              for root, _, files in os.walk(path) for f in files if _is_image_name(f)]
   elif zipfile.is_zipfile(path):
-    with zipfile.ZipFile(path) as archive:
-      names = [n for n in archive.namelist() if _is_image_name(n)]
+    try:
+      with zipfile.ZipFile(path) as archive:
+        names = [n for n in archive.namelist() if _is_image_name(n)]
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+      raise _damaged_archive(path, error) from None
   elif tarfile.is_tarfile(path):
-    with tarfile.open(path) as archive:
-      names = [m.name for m in archive.getmembers() if m.isfile() and _is_image_name(m.name)]
+    try:
+      with tarfile.open(path) as archive:
+        names = [m.name for m in archive.getmembers() if m.isfile() and _is_image_name(m.name)]
+        _check_tar_end(archive)
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
+      raise _damaged_archive(path, error) from None
   else:
     raise DataError(f"{path!r} is neither a folder, a .zip nor a .tar: point "
                     "--config.data.path at one of those")
@@ -57,8 +67,34 @@ def list_images(path: str) -> list[str]:
   return sorted(names)
 
 
-def iterate_image_bytes(path: str, names: list[str]) -> Iterator[tuple[str, bytes]]:
-  """Yields (name, encoded bytes) in the order of `names`, reading each source once."""
+def _damaged_archive(path: str, error: BaseException) -> DataError:
+  return DataError(f"{path!r} is truncated or corrupt ({type(error).__name__}: {error}): "
+                   "download or pack it again")
+
+
+def _check_tar_end(archive: tarfile.TarFile) -> None:
+  """tarfile stops silently at a truncated member; a complete archive ends with a zero
+  block where the members end."""
+  archive.fileobj.seek(archive.offset)
+  if archive.fileobj.read(tarfile.BLOCKSIZE) != bytes(tarfile.BLOCKSIZE):
+    raise tarfile.ReadError(f"it ends inside or after member {archive.getmembers()[-1].name!r}"
+                            if archive.getmembers() else "no end-of-archive marker")
+
+
+@contextlib.contextmanager
+def _tar_errors(path: str):
+  try:
+    yield
+  except (tarfile.TarError, EOFError, zlib.error) as error:
+    raise _damaged_archive(path, error) from None
+
+
+def iterate_image_bytes(path: str, names: list[str]) -> Iterator[tuple[str, bytes | None]]:
+  """Yields (name, encoded bytes) in the order of `names`, reading each source once.
+
+  The bytes are None for a zip member that fails its CRC or does not decompress: it is
+  skipped like a file that does not decode.
+  """
   if os.path.isdir(path):
     for name in names:
       with open(os.path.join(path, name), "rb") as f:
@@ -66,12 +102,16 @@ def iterate_image_bytes(path: str, names: list[str]) -> Iterator[tuple[str, byte
   elif zipfile.is_zipfile(path):
     with zipfile.ZipFile(path) as archive:
       for name in names:
-        yield name, archive.read(name)
+        try:
+          data = archive.read(name)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError):
+          data = None
+        yield name, data
   else:
     # A tar is read front to back once. Members arrive in `names` order when the archive
     # is sorted (CelebA's is); others wait in memory until their turn.
     waiting, next_index = {}, 0
-    with tarfile.open(path) as archive:
+    with tarfile.open(path) as archive, _tar_errors(path):
       for member in archive:
         if next_index < len(names) and member.name == names[next_index]:
           yield member.name, archive.extractfile(member).read()
@@ -119,6 +159,8 @@ def decode_into(out: np.ndarray, items: Iterator[tuple[str, object]],
   count = seen = 0
 
   def work(name, payload):
+    if payload is None:  # unreadable in its archive
+      return name, None
     try:
       return name, convert(payload)
     except DataError:
@@ -148,8 +190,8 @@ def decode_into(out: np.ndarray, items: Iterator[tuple[str, object]],
       collect(window.popleft())
 
   if failed:
-    logging.warning("Skipped %d of %d files that failed to decode: %s%s", len(failed), seen,
-                    ", ".join(sorted(failed)[:10]), " ..." if len(failed) > 10 else "")
+    logging.warning("Skipped %d of %d files that failed to read or decode: %s%s", len(failed),
+                    seen, ", ".join(sorted(failed)[:10]), " ..." if len(failed) > 10 else "")
   return count
 
 
@@ -177,12 +219,38 @@ def load_images(path: str, crop_size: int, image_size: int, cache_dir: str = "",
             "resample": RESAMPLE_NAME}
 
   def fill(out, progress):
-    count = decode_into(out, iterate_image_bytes(path, names),
-                        lambda data: decode_image(data, crop_size, image_size), workers,
-                        progress)
-    if count == 0:
-      raise DataError(f"none of the {len(names)} image files in {path!r} could be decoded: "
-                      "check that they are valid JPEG/PNG files")
-    return count
+    return _decode_files_into(out, path, names, crop_size, image_size, workers, progress)
 
   return load_or_build(cache_dir, fields, len(names), image_size, fill)
+
+
+def read_images(path: str, crop_size: int, image_size: int, workers: int = 0) -> np.ndarray:
+  """As `load_images`, into memory and with no cache: for one-off reads (`wgan_gp.fid`).
+
+  Images already `image_size` square are kept as they are, whatever `crop_size`: one
+  command can then read generated samples and the photos they are compared with.
+  """
+  names = list_images(path)
+  out = np.empty((len(names), image_size, image_size, 3), np.uint8)
+  with ProgressBar(len(names), f"Decoding {path}") as progress:
+    count = _decode_files_into(out, path, names, crop_size, image_size, workers,
+                               progress.update, keep_sized=True)
+  return out[:count]
+
+
+def _decode_kept_if_sized(data: bytes, crop_size: int, image_size: int) -> np.ndarray:
+  with Image.open(io.BytesIO(data)) as image:
+    if image.size == (image_size, image_size):
+      return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return crop_and_resize(image, crop_size, image_size)
+
+
+def _decode_files_into(out, path, names, crop_size, image_size, workers, progress,
+                       keep_sized: bool = False) -> int:
+  decode = _decode_kept_if_sized if keep_sized else decode_image
+  count = decode_into(out, iterate_image_bytes(path, names),
+                      lambda data: decode(data, crop_size, image_size), workers, progress)
+  if count == 0:
+    raise DataError(f"none of the {len(names)} image files in {path!r} could be decoded: "
+                    "check that they are valid JPEG/PNG files")
+  return count

@@ -1,8 +1,11 @@
 """Sample-quality metrics.
 
-- `inception`: the FID InceptionV3 in Flax (2048-d features, reference preprocessing),
-  loading the TF `inception-2015-12-05` weights from a PyTorch port without torch.
+- `inception`: the FID InceptionV3 in Flax (2048-d features, reference preprocessing, and
+  the class logits where the weights have them), loading the TF `inception-2015-12-05`
+  weights from a PyTorch port without torch.
 - `fid`: FID and KID from features, and cached dataset reference statistics.
+- `inception_score`: the Inception Score from the class logits.
+- `precision_recall`: k-NN precision and recall on the same features.
 - `swd`: sliced Wasserstein distance on Laplacian-pyramid patches; needs no weights.
 - `toy`: mode coverage for the 2-D mixtures.
 """
@@ -11,10 +14,12 @@ from wgan_gp.metrics.fid import (ReferenceStats, evaluate_against, fid_from_feat
                                  frechet_distance, kernel_inception_distance,
                                  reference_stats)
 from wgan_gp.metrics.inception import InceptionFeatureExtractor, extract_features
+from wgan_gp.metrics.inception_score import inception_score
+from wgan_gp.metrics.precision_recall import precision_recall
 from wgan_gp.metrics.swd import sliced_wasserstein_distance
 
 __all__ = [
     "InceptionFeatureExtractor", "ReferenceStats", "evaluate_against", "extract_features",
-    "fid_from_features", "frechet_distance", "kernel_inception_distance",
-    "reference_stats", "sliced_wasserstein_distance",
+    "fid_from_features", "frechet_distance", "inception_score", "kernel_inception_distance",
+    "precision_recall", "reference_stats", "sliced_wasserstein_distance",
 ]

@@ -132,10 +132,11 @@ def kernel_inception_distance(features1: np.ndarray, features2: np.ndarray, *,
 
 @dataclasses.dataclass(frozen=True)
 class ReferenceStats:
-  """What FID and KID need from the real side: mean, covariance, and the features."""
+  """What FID and KID need from one side: mean, covariance, and the features."""
   mu: np.ndarray          # [D] float64
   sigma: np.ndarray       # [D, D] float64
-  features: np.ndarray    # [N, D] float32, for KID
+  features: np.ndarray | None  # [N, D] float32, for KID and precision/recall; None when
+                               # read from statistics that have only mu and sigma
 
   @classmethod
   def from_features(cls, features: np.ndarray) -> "ReferenceStats":
@@ -143,8 +144,35 @@ class ReferenceStats:
     return cls(mu, sigma, np.asarray(features, np.float32))
 
   @property
-  def num_images(self) -> int:
-    return self.features.shape[0]
+  def num_images(self) -> int | None:
+    return None if self.features is None else self.features.shape[0]
+
+
+def save_stats(path: str | Path, stats: ReferenceStats) -> None:
+  """Writes `mu` and `sigma` as pytorch-fid and TTUR do, plus `features` when known.
+
+  Both read `mu` and `sigma` by name and ignore other arrays, so the file serves them
+  as it is; `features` lets KID and precision/recall be computed from it too.
+  """
+  arrays = {"mu": stats.mu, "sigma": stats.sigma}
+  if stats.features is not None:
+    arrays["features"] = stats.features
+  inception.save_npz_atomic(Path(path), arrays)
+
+
+def load_stats(path: str | Path) -> ReferenceStats:
+  """Statistics from an .npz with `mu` [D] and `sigma` [D, D] (pytorch-fid's, TTUR's or
+  `save_stats`'), and `features` [N, D] where present."""
+  with np.load(path, allow_pickle=False) as data:
+    if "mu" not in data.files or "sigma" not in data.files:
+      raise ValueError(f"{path} has no 'mu' and 'sigma' arrays (it holds {data.files}): "
+                       "not a statistics file")
+    mu, sigma = np.asarray(data["mu"], np.float64), np.asarray(data["sigma"], np.float64)
+    features = np.asarray(data["features"], np.float32) if "features" in data.files else None
+  d = mu.shape[0] if mu.ndim == 1 else -1
+  if sigma.shape != (d, d) or (features is not None and features.shape[1:] != (d,)):
+    raise ValueError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not fit together")
+  return ReferenceStats(mu, sigma, features)
 
 
 def _safe_file_name(text: str) -> str:
@@ -155,13 +183,15 @@ def reference_stats(key: str,
                     images_fn: Callable[[], np.ndarray | Iterable[np.ndarray]],
                     cache_dir: str | Path | None = None, *,
                     extractor: "inception.InceptionFeatureExtractor | None" = None,
-                    value_range: tuple[float, float] | None = None) -> ReferenceStats:
+                    value_range: tuple[float, float] | None = None,
+                    progress_label: str | None = None) -> ReferenceStats:
   """Loads the statistics for dataset `key`, or computes and saves them once.
 
   `key` names the dataset and its preprocessing (e.g. "celeba_crop108_64px_n10000");
   the cache file also carries the feature network's key, so changing weights or
   resize invalidates it. `images_fn()` is called only on a cache miss and returns
-  NHWC images, as one array or an iterable of batches.
+  NHWC images, as one array (then under a progress bar, with `progress_label`) or an
+  iterable of batches.
   """
   extractor = extractor or inception.default_extractor()
   cache_dir = Path(cache_dir) if cache_dir is not None else user_cache_dir()
@@ -170,8 +200,10 @@ def reference_stats(key: str,
     with np.load(path, allow_pickle=False) as data:
       return ReferenceStats(data["mu"], data["sigma"], data["features"])
   images = images_fn()
-  batches = [images] if hasattr(images, "shape") else images  # one array, or batches
-  features = np.concatenate([extractor(batch, value_range=value_range) for batch in batches])
+  if hasattr(images, "shape"):  # one array
+    features = extractor(images, value_range=value_range, progress_label=progress_label)
+  else:
+    features = np.concatenate([extractor(batch, value_range=value_range) for batch in images])
   stats = ReferenceStats.from_features(features)
   inception.save_npz_atomic(path, {"mu": stats.mu, "sigma": stats.sigma,
                                    "features": stats.features})

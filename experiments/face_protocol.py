@@ -1,0 +1,133 @@
+"""The face protocol: FID and KID of a run's EMA generator against all its training images.
+
+    python experiments/face_protocol.py --workdir=runs/faces_cpu --name=cpu-recipe \\
+        --hardware="2-core CPU" [--num_samples=5000] [--out=experiments/results/faces.json]
+
+N samples of the EMA generator (fixed, seeded noise) against the Inception statistics
+of every image of the run's dataset (the 10,000-image CelebA sample: 10k reference
+images, each cropped and resized as the run trained on it). Beside every figure, the
+floor: N real images drawn from the same set against the same statistics, which is
+what a perfect generator would score at this N. N = 5,000 on a CPU, 10,000 on a GPU
+(the protocol is written up in experiments/README.md).
+
+The row (name, hardware, minutes and steps of training as the run's checkpoint records
+them, FID, KID, N, floor) is upserted by name into the JSON list at --out and printed.
+With --export=DIR the EMA generator is written there with the row, for
+`python -m wgan_gp.sample --pretrained=DIR` (wgan_gp/pretrained.py).
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import ml_collections
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+
+from wgan_gp import data, pretrained  # noqa: E402
+from wgan_gp.checkpoint import Checkpointer, load_run  # noqa: E402
+from wgan_gp.evaluation import generate_in_batches  # noqa: E402
+from wgan_gp.metrics import fid  # noqa: E402
+from wgan_gp.metrics.inception import default_extractor  # noqa: E402
+
+REFERENCE_BATCH = 500  # images per Inception call on the reference side
+CELEBA_TERMS = ("Trained on CelebA images (Liu et al. 2015), which are released for "
+                "non-commercial research use only; these weights are shared under the "
+                "same terms: non-commercial research use, no redistribution of the images.")
+
+
+def reference_of_dataset(source, extractor) -> fid.ReferenceStats:
+  """Statistics of every image of the dataset, computed once and cached."""
+  images = source.images
+  return fid.reference_stats(
+      f"{source.identity}_all{len(images)}",
+      lambda: (images[i:i + REFERENCE_BATCH] for i in range(0, len(images), REFERENCE_BATCH)),
+      extractor=extractor)
+
+
+def floor_indices(num_images: int, num_samples: int, seed: int = 0) -> np.ndarray:
+  """The real images of the floor: a seeded subset of the reference set."""
+  return np.sort(np.random.default_rng([seed, 77]).permutation(num_images)[:num_samples])
+
+
+def protocol_row(workdir: str, num_samples: int, seed: int = 0) -> dict:
+  run = load_run(workdir)
+  source = data.create_source(run.config.data, run.config.seed)
+  extractor = default_extractor()
+  start = time.time()
+  reference = reference_of_dataset(source, extractor)
+  num_samples = min(num_samples, reference.num_images)
+  fake = generate_in_batches(jax.jit(run.gan.generate), run.state.ema_g_params, num_samples,
+                             run.gan.z_dim, seed)
+  generated = fid.evaluate_against(reference, extractor(fake, value_range=(-1.0, 1.0)))
+  floor = fid.evaluate_against(
+      reference, reference.features[floor_indices(reference.num_images, num_samples, seed)])
+  checkpoint = Checkpointer(os.path.join(workdir, "checkpoints"), keep=1_000_000)
+  try:
+    seconds = checkpoint.metadata(run.step).get("training_seconds")
+  finally:
+    checkpoint.close()
+  return {
+      "steps": run.step,
+      "minutes": None if seconds is None else round(seconds / 60.0, 2),
+      "fid": generated["fid"], "kid": generated["kid"], "kid_std": generated["kid_std"],
+      "num_samples": num_samples, "reference_images": reference.num_images,
+      "floor_fid": floor["fid"], "floor_kid": floor["kid"],
+      "images_seen": run.data_position,
+      "evaluation_seconds": round(time.time() - start, 1),
+  }
+
+
+def upsert(path: str, row: dict) -> list[dict]:
+  rows = []
+  if os.path.exists(path):
+    with open(path) as f:
+      rows = json.load(f)
+  rows = [r for r in rows if r["name"] != row["name"]] + [row]
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(rows, f, indent=2)
+    f.write("\n")
+  os.replace(tmp, path)
+  return rows
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--workdir", required=True)
+  parser.add_argument("--name", required=True, help="the row's name in the table")
+  parser.add_argument("--hardware", required=True, help="where the run trained, in words")
+  parser.add_argument("--num_samples", type=int, default=5000)
+  parser.add_argument("--config", default="", help="the config the run used, for the table")
+  parser.add_argument("--command", default="", help="the command that reproduces the run")
+  parser.add_argument("--out", default="experiments/results/faces.json")
+  parser.add_argument("--reference_only", action="store_true",
+                      help="only compute (and cache) the statistics of the run's dataset")
+  parser.add_argument("--export", default="", help="also write the EMA generator and the "
+                      "row to this folder (a pretrained generator)")
+  args = parser.parse_args(argv)
+  if args.reference_only:
+    with open(os.path.join(args.workdir, "config.json")) as f:
+      data_config = ml_collections.ConfigDict(json.load(f)).data
+    reference = reference_of_dataset(data.create_source(data_config, 0), default_extractor())
+    print(f"reference statistics of {reference.num_images} images cached")
+    return 0
+  row = {"name": args.name, "hardware": args.hardware, "config": args.config,
+         **protocol_row(args.workdir, args.num_samples), "command": args.command}
+  if args.out:
+    upsert(args.out, row)
+  if args.export:
+    run = load_run(args.workdir)
+    pretrained.export(args.export, run.config, run.state.ema_g_params,
+                      {**row, "terms": CELEBA_TERMS})
+  print(json.dumps(row, indent=2))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,147 @@
+"""The face recipes and what shows their results: training-time records and budgets,
+the quality-vs-compute plot, and the shipped generator."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import CONFIGS, REPO_ROOT, subprocess_env
+from test_main import _checkpoint_steps, _read_jsonl, _run_main, _write_image_folder
+from wgan_gp import plot, pretrained
+from wgan_gp.config import load_config
+
+
+@pytest.mark.parametrize("recipe", ["cpu", "gpu"])
+def test_recipe_smoke_variant_trains_through_main(tmp_path, recipe):
+  config = load_config(str(CONFIGS / f"celeba64.py:{recipe}"))
+  assert config.loss.name == "wgan-gp" and config.loss.gp_weight > 0
+  assert config.train_minutes > 0  # a recipe is a training-time budget
+  smoke = load_config(str(CONFIGS / f"celeba64.py:{recipe},smoke"))
+  for key in ("n_critic", "optim.critic.learning_rate", "optim.generator.learning_rate",
+              "optim.critic.b1", "ema_decay"):
+    assert _get(smoke, key) == _get(config, key), key  # the smoke variant keeps the recipe
+  folder = _write_image_folder(tmp_path / "faces")
+  workdir = tmp_path / "run"
+  _run_main(f"celeba64.py:{recipe},smoke", workdir, "--config.data.source=images",
+            f"--config.data.path={folder}", "--config.data.crop_size=40",
+            f"--config.data.cache_dir={tmp_path / 'cache'}")
+  assert _checkpoint_steps(workdir)[-1] == smoke.num_train_steps
+  saved = json.loads((workdir / "config.json").read_text())
+  assert saved["n_critic"] == config.n_critic
+  assert (workdir / "samples" / f"step_{smoke.num_train_steps:07d}.png").exists()
+
+
+def _get(config, dotted):
+  for part in dotted.split("."):
+    config = config[part]
+  return config
+
+
+def test_eval_records_carry_training_seconds_and_the_budget_stops_the_run(tmp_path):
+  workdir = tmp_path / "toy"
+  _run_main("toy2d.py:smoke", workdir, "--config.num_train_steps=1000000",
+            "--config.train_minutes=0.5", "--config.eval_every=200",
+            "--config.checkpoint_every=100000")
+  last = _checkpoint_steps(workdir)[-1]
+  assert 200 < last < 1_000_000  # stopped by the budget, with a final checkpoint
+  evals = _read_jsonl(workdir / "eval.jsonl")
+  seconds = [e["eval/training_seconds"] for e in evals]
+  assert evals[-1]["step"] == last
+  assert all(b > a for a, b in zip(seconds, seconds[1:]))
+  assert 0.5 * 60 <= seconds[-1] < 0.5 * 60 + 5  # checked every step
+  metrics = _read_jsonl(workdir / "metrics.jsonl")
+  assert metrics[-1]["training_seconds"] <= seconds[-1] + 1e-6
+  # The budget is kept across resumes: a rerun trains nothing and keeps the files.
+  result = _run_main("toy2d.py:smoke", workdir, "--config.num_train_steps=1000000",
+                     "--config.train_minutes=0.5", "--config.eval_every=200",
+                     "--config.checkpoint_every=100000")
+  assert "budget of 0.5 min is spent" in result.stderr
+  assert _checkpoint_steps(workdir)[-1] == last
+  assert len(_read_jsonl(workdir / "eval.jsonl")) == len(evals)
+
+
+def _fake_run(folder, records):
+  folder.mkdir()
+  with open(folder / "eval.jsonl", "w") as f:
+    for record in records:
+      f.write(json.dumps(record) + "\n")
+  return folder
+
+
+def test_plot_draws_each_run_against_training_minutes(tmp_path):
+  a = _fake_run(tmp_path / "a", [{"step": s, "eval/swd": 100.0 / s, "eval/fid": 300.0 / s,
+                                  "eval/training_seconds": 60.0 * s} for s in (1, 2, 4)])
+  b = _fake_run(tmp_path / "b", [{"step": 5, "eval/swd": 30.0},  # no time: left out
+                                 {"step": 9, "eval/swd": 20.0, "eval/training_seconds": 90.0}])
+  assert plot.read_curve(str(a))["fid"] == [(1.0, 300.0), (2.0, 150.0), (4.0, 75.0)]
+  assert plot.read_curve(str(b)) == {"swd": [(1.5, 20.0)]}
+  out = tmp_path / "figures" / "curve.png"
+  assert plot.main([str(a), str(b), f"--out={out}", "--labels=recipe,baseline"]) == 0
+  image = Image.open(out)
+  assert image.format == "PNG" and image.size[0] > 2 * image.size[1]  # two panels: fid, swd
+  # A sweep's folder plots one curve per trial.
+  assert plot.run_workdirs([str(tmp_path)]) == [str(a), str(b)]
+
+
+def test_plot_of_a_folder_without_evaluations_fails_with_one_line(tmp_path):
+  (tmp_path / "empty").mkdir()
+  result = subprocess.run([sys.executable, "-m", "wgan_gp.plot", str(tmp_path / "empty"),
+                           f"--out={tmp_path / 'x.png'}"], capture_output=True, text=True,
+                          cwd=REPO_ROOT, env=subprocess_env())
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines() == [
+      f"error: {tmp_path / 'empty'} holds no eval.jsonl, nor do its subfolders: give a "
+      "run's --workdir or a sweep's"]
+  assert not (tmp_path / "x.png").exists()
+
+
+def _sample(*args):
+  result = subprocess.run([sys.executable, "-m", "wgan_gp.sample", *args], cwd=REPO_ROOT,
+                          env=subprocess_env(), capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result
+
+
+@pytest.mark.skipif("celeba64-cpu" not in pretrained.available(),
+                    reason="the shipped generator wgan_gp/weights/celeba64-cpu is absent")
+def test_shipped_generator_samples_faces_without_data(tmp_path):
+  info = pretrained.load("celeba64-cpu").info
+  assert info["fid"] > 0 and info["steps"] > 0 and "terms" in info
+  paths = [tmp_path / f"{name}.png" for name in ("a", "b", "c")]
+  _sample("--pretrained=celeba64-cpu", f"--out={paths[0]}")
+  _sample("--pretrained=celeba64-cpu", f"--out={paths[1]}")
+  _sample("--pretrained=celeba64-cpu", "--seed=1", f"--out={paths[2]}")
+  a, b, c = (np.asarray(Image.open(p)) for p in paths)
+  assert a.shape == (8 * 66 + 2, 8 * 66 + 2, 3)  # 64 faces of 64 px, 2 px padding
+  np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(a, c)
+  assert a.std() > 20  # images, not a flat canvas
+
+
+def test_exported_generator_samples_as_its_run_does(tmp_path):
+  folder = _write_image_folder(tmp_path / "faces")
+  workdir = tmp_path / "run"
+  _run_main("celeba64.py:smoke", workdir, "--config.data.source=images",
+            f"--config.data.path={folder}", "--config.data.crop_size=40",
+            f"--config.data.cache_dir={tmp_path / 'cache'}")
+  from wgan_gp.checkpoint import load_run
+  run = load_run(str(workdir))
+  exported = tmp_path / "exported"
+  pretrained.export(str(exported), run.config, run.state.ema_g_params, {"steps": run.step})
+  _sample(f"--workdir={workdir}", "--num=16", f"--out={tmp_path / 'run.png'}")
+  _sample(f"--pretrained={exported}", "--num=16", f"--out={tmp_path / 'exported.png'}")
+  np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "run.png")),
+                                np.asarray(Image.open(tmp_path / "exported.png")))
+  # A parameter file that does not fit its info.json is refused.
+  info = json.loads((exported / "info.json").read_text())
+  info["model"]["width"] *= 2
+  (exported / "info.json").write_text(json.dumps(info))
+  with pytest.raises(ValueError, match="does not hold the parameters of the model"):
+    pretrained.load(str(exported))
+  result = subprocess.run([sys.executable, "-m", "wgan_gp.sample", "--pretrained=nope"],
+                          cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True)
+  assert result.returncode == 1 and "no pretrained generator 'nope'" in result.stderr
