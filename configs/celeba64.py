@@ -95,7 +95,8 @@ def _cpu_recipe(config):
 
 
 def _gpu_recipe(config):
-  """The GPU recipe for one H100/H200 and a 6-minute budget (experiments/gpu_faces.sh).
+  """The GPU recipe for one H100/H200 and a 6-minute budget (experiments/gpu_faces.sh);
+  not yet run on a GPU.
 
   The CPU recipe's optimisation, with a batch and width that fill the chip (at batch 64
   one step uses only 3-26% of it) and bf16 activations.

@@ -21,7 +21,7 @@
 # training, unless WGAN_GP_ALLOW_NO_FID=1 (then it trains, draws an SWD curve and skips
 # FID/KID; evaluate the exported generator elsewhere with experiments/face_protocol.py).
 #
-# Tested end to end on a CPU with a tiny budget (a tiny model, 200 samples):
+# To test it end to end on a CPU with a tiny budget (a tiny model, 200 samples):
 #   WGAN_GP_GPU_FACES_CONFIG=configs/celeba64.py:gpu,smoke WGAN_GP_GPU_FACES_SAMPLES=200 \
 #     bash experiments/gpu_faces.sh /tmp/gpu_faces_out 0.2 --config.data.image_size=64
 set -euo pipefail
