@@ -365,7 +365,8 @@ def test_checkpoint_with_non_finite_values_is_never_written_nor_resumed(tmp_path
   from wgan_gp.checkpoint import NonFiniteStateError
   config = load_config(str(CONFIGS / "toy2d.py:smoke"))
   state = jax.device_get(train.create_train_state(config, train.build_gan(config)))
-  broken = state.replace(ema_g_params=jax.tree.map(lambda x: x * np.inf, state.ema_g_params))
+  broken = state.replace(ema_g_params=jax.tree.map(lambda x: np.full_like(x, np.inf),
+                                                     state.ema_g_params))
   checkpointer = Checkpointer(str(tmp_path / "c"), keep=3)
   checkpointer.save(1, state, 0)
   with pytest.raises(NonFiniteStateError, match="non-finite values in ema_g_params at step 2: "

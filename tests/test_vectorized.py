@@ -46,8 +46,12 @@ def test_trial_k_equals_a_single_run_with_its_settings(tmp_path):
   assert [m["step"] for m in metrics] == [m["step"] for m in single_metrics] == [2, 4]
   np.testing.assert_allclose(metrics[-1]["wasserstein"], single_metrics[-1]["wasserstein"],
                              rtol=1e-4)
-  assert _read_jsonl(tmp_path / "trial1" / "eval.jsonl") == _read_jsonl(
-      tmp_path / "single" / "eval.jsonl")
+  evals, single_evals = (_read_jsonl(tmp_path / run / "eval.jsonl")
+                         for run in ("trial1", "single"))
+  # The same record, each with its own (positive) clock.
+  assert all(e.pop("eval/training_seconds") > 0 for e in evals + single_evals)
+  assert evals == single_evals
+  assert metrics[-1]["training_seconds"] > 0
   saved = json.loads((tmp_path / "trial1" / "config.json").read_text())
   assert saved["loss"]["gp_weight"] == 10.0 and saved["seed"] == 3
   checkpointer = Checkpointer(str(tmp_path / "trial1" / "checkpoints"), keep=2)

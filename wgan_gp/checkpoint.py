@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 from typing import Any, NamedTuple
 
@@ -165,6 +166,7 @@ class Checkpointer:
       state, data = restored["state"], dict(restored["data"])
       data["position"]  # noqa: B018  (a data item without it is damaged)
     except Exception as error:  # truncated or missing files: whatever TensorStore raises
+      _ignore_late_reads_of_failed_restores()
       raise DamagedCheckpointError(_describe(error)) from None
     bad = nonfinite_fields(state)
     if bad:
@@ -234,6 +236,45 @@ class Checkpointer:
     self._manager.wait_until_finished()
     self._manager.close()
     self._empty_deleting()
+
+
+def _from_orbax(error: BaseException | None) -> bool:
+  """Whether `error`, or an error it was raised from, passed through orbax's code."""
+  while error is not None:
+    frame = error.__traceback__
+    while frame is not None:
+      if "orbax" in frame.tb_frame.f_code.co_filename:
+        return True
+      frame = frame.tb_next
+    error = error.__cause__ or error.__context__
+  return False
+
+
+def _ignore_late_reads_of_failed_restores() -> None:
+  """A failed restore leaves TensorStore reads in flight. Each ends later, in orbax's
+  event loop, as an 'exception was never retrieved' log record, an unraisable exception
+  of a collected coroutine, or 'Event loop is closed': tracebacks on stderr about an
+  error already reported in one line. Keep just those off the console."""
+  previous = sys.unraisablehook
+  if getattr(previous, "wgan_gp_filter", False):
+    return
+
+  def late_read(error) -> bool:
+    return _from_orbax(error) or (isinstance(error, RuntimeError)
+                                  and str(error) == "Event loop is closed")
+
+  def hook(unraisable):
+    if not late_read(unraisable.exc_value):
+      previous(unraisable)
+
+  def keep_record(record: logging.LogRecord) -> bool:
+    error = record.exc_info[1] if record.exc_info else None
+    return not (error is not None and late_read(error)
+                and "never retrieved" in record.getMessage())
+
+  hook.wgan_gp_filter = True
+  sys.unraisablehook = hook
+  logging.getLogger("asyncio").addFilter(keep_record)
 
 
 def _shape(leaf):

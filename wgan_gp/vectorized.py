@@ -150,6 +150,7 @@ def train_and_evaluate_trials(config, trials: Sequence[dict], workdirs: Sequence
     train.prepare_workdir(trial_config, workdir, checkpointers[-1])
 
   states = vec.init()
+  seconds_before = 0.0  # training seconds of earlier runs of these trials (see train.py)
   latest = [c.latest_step() for c in checkpointers]
   if any(s is not None for s in latest):
     if len(set(latest)) != 1:
@@ -159,6 +160,8 @@ def train_and_evaluate_trials(config, trials: Sequence[dict], workdirs: Sequence
           "the trials' workdirs to restart them")
     states = stack([c.restore(abstract_like(vec.trial_state(states, k)))[0]
                     for k, c in enumerate(checkpointers)])
+    # The trials trained together, so their training seconds agree: take the first's.
+    seconds_before = checkpointers[0].metadata().get("training_seconds", 0.0)
     logging.info("Resumed %d trials from step %d", vec.num_trials, latest[0])
 
   sampling_gan = train.build_gan(config)
@@ -170,7 +173,7 @@ def train_and_evaluate_trials(config, trials: Sequence[dict], workdirs: Sequence
   healthy = [True] * vec.num_trials
   examples_per_step = config.n_critic * config.batch_size
 
-  def evaluate(step, k):
+  def evaluate(step, k, trained_seconds):
     """What `train_and_evaluate` does for a toy run: mode coverage and the Figure-1 view."""
     state = vec.trial_state(states, k)
     results = evaluators[k](state.ema_g_params)
@@ -183,10 +186,15 @@ def train_and_evaluate_trials(config, trials: Sequence[dict], workdirs: Sequence
         os.path.join(workdirs[k], "samples", f"toy_step_{step:07d}.png"), title)
     writers[k].write_image(step, "samples/toy", figure)
     if results:
-      eval_writers[k].write_scalars(step, results, prefix="eval/")
+      eval_writers[k].write_scalars(step, {**results, "training_seconds": trained_seconds},
+                                    prefix="eval/")
 
   start_step = int(states.step[0])
   window, window_start, window_step, periodic = [], time.time(), start_step, 0.0
+  loop_start, excluded = time.time(), 0.0  # excluded: all periodic work so far
+
+  def seconds_trained() -> float:
+    return seconds_before + time.time() - loop_start - excluded
   logging.info("Training %d trials together, steps %d..%d", vec.num_trials, start_step + 1,
                config.num_train_steps)
   step = start_step
@@ -217,7 +225,8 @@ def train_and_evaluate_trials(config, trials: Sequence[dict], workdirs: Sequence
             summary.update(steps_per_sec=steps_per_sec,
                            images_per_sec=steps_per_sec * examples_per_step,
                            eta_minutes=(config.num_train_steps - step)
-                           / max(steps_per_sec, 1e-9) / 60)
+                           / max(steps_per_sec, 1e-9) / 60,
+                           training_seconds=seconds_trained())
             if healthy[k] and not all(math.isfinite(v) for v in summary.values()):
               healthy[k] = False
               logging.error("trial %s went non-finite by step %d; its last good checkpoint "
@@ -225,20 +234,23 @@ def train_and_evaluate_trials(config, trials: Sequence[dict], workdirs: Sequence
             writers[k].write_scalars(step, summary)
           window, window_start, window_step, periodic = [], time.time(), step, 0.0
           periodic_start = time.time()
+        trained_seconds = seconds_trained()
         if (config.eval_every and step % config.eval_every == 0) or is_last:
           for k in range(vec.num_trials):
             if healthy[k]:
-              evaluate(step, k)
+              evaluate(step, k, trained_seconds)
         if checkpointing:
           for k, checkpointer in enumerate(checkpointers):
             if healthy[k]:
               try:
                 checkpointer.save(step, vec.trial_state(states, k),
-                                  step * examples_per_step)
+                                  step * examples_per_step,
+                                  training_seconds=trained_seconds)
               except NonFiniteStateError as error:  # metrics finite, the state not
                 healthy[k] = False
                 logging.error("trial %s: %s; the other trials go on", workdirs[k], error)
         periodic += time.time() - periodic_start
+        excluded += time.time() - periodic_start
         if stopping:
           logging.warning("Stopped by %s at step %d; checkpoints saved", stop_request.signal,
                           step)
