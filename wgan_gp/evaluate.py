@@ -12,6 +12,8 @@ import sys
 
 from absl import app, flags
 
+from wgan_gp import exit_codes
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "The run to evaluate.")
 flags.DEFINE_integer("num_samples", None, "Generated (and real) samples; default: the run's "
@@ -64,7 +66,7 @@ def main(argv):
                           FLAGS.best, FLAGS.metrics, FLAGS.seed)
   except (FileNotFoundError, ValueError, DataError) as error:
     print(f"error: {error}", file=sys.stderr)
-    sys.exit(1)
+    sys.exit(exit_codes.BAD_INPUT)
   print(json.dumps(record))
 
 

@@ -1,5 +1,7 @@
 """What `python -m wgan_gp.main` returns, for schedulers (SLURM, Kubernetes) and scripts.
 
+The other commands (evaluate, sample, fid, plot, sweep, vectorized) use the same codes.
+
 Requeue a job on RESUMABLE: the run saved a checkpoint and the same command continues it.
 Every code but FINISHED and CRASHED comes with one line on stderr saying what to do.
 """

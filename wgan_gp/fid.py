@@ -23,6 +23,8 @@ import sys
 import numpy as np
 from absl import app, flags
 
+from wgan_gp import exit_codes
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("save_stats", None, "Write PATH_A's statistics to this .npz (mu, sigma "
                     "as pytorch-fid reads them, plus the features for KID, IS, precision "
@@ -140,7 +142,7 @@ def main(argv):
                       FLAGS.image_size, FLAGS.batch_size)
   except (FileNotFoundError, ValueError, DataError) as error:
     print(f"error: {error}", file=sys.stderr)
-    sys.exit(1)
+    sys.exit(exit_codes.BAD_INPUT)
   print(json.dumps(results) if FLAGS.json else format_results(results))
   if FLAGS.save_stats:
     print(f"statistics of {paths[0]} written to {FLAGS.save_stats}", file=sys.stderr)

@@ -16,6 +16,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
+from wgan_gp import exit_codes  # noqa: E402
+
 METRICS = ("fid", "kid", "swd")
 EVAL_FILE = "eval.jsonl"
 
@@ -103,8 +105,8 @@ def main(argv=None) -> int:
                tuple(m for m in args.metrics.split(",") if m), args.log_y))
   except (FileNotFoundError, ValueError) as error:
     print(f"error: {error}", file=sys.stderr)
-    return 1
-  return 0
+    return exit_codes.BAD_INPUT
+  return exit_codes.FINISHED
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
+from wgan_gp import exit_codes
 from wgan_gp.latents import interpolation_latents
 
 FLAGS = flags.FLAGS
@@ -70,12 +71,12 @@ def main(argv):
     gan, params, samples_dir, tag = _load_generator()
   except (FileNotFoundError, ValueError) as error:
     print(f"error: {error}", file=sys.stderr)
-    sys.exit(1)
+    sys.exit(exit_codes.BAD_INPUT)
   is_image = len(gan.data_shape) == 3
   if FLAGS.mode != "export" and not is_image:
     print("error: this run generates 2-D points, not images: use --mode=export "
           "--format=npz (training writes the toy figures under samples/)", file=sys.stderr)
-    sys.exit(1)
+    sys.exit(exit_codes.BAD_INPUT)
   rng = np.random.default_rng(FLAGS.seed)
   z_dim = gan.z_dim
 
@@ -112,7 +113,7 @@ def main(argv):
     else:
       if not is_image:
         print("error: 2-D points cannot be PNGs: use --format=npz", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(exit_codes.BAD_INPUT)
       out = FLAGS.out or os.path.join(samples_dir, f"export_{tag}")
       for i, image in enumerate(visualize.to_uint8(samples)):
         visualize.save_png(image, os.path.join(out, f"{i:06d}.png"))

@@ -576,7 +576,7 @@ def main(argv=None) -> int:
     sweep = load_sweep(args.sweep_file, args.workdir)
   except SweepError as error:
     print(f"error: {error}", file=sys.stderr)
-    return 1
+    return exit_codes.BAD_INPUT
   sort_by = args.sort_by or sweep.sort_by
   if args.dry_run:
     for trial in sweep.trials:
@@ -591,7 +591,7 @@ def main(argv=None) -> int:
       run_sweep(sweep, args.workdir, devices, args.vectorize)
     except SweepError as error:
       print(f"error: {error}", file=sys.stderr)
-      return 1
+      return exit_codes.BAD_INPUT
     except SweepStopped as error:
       stopped = error
   os.makedirs(args.workdir, exist_ok=True)
@@ -601,7 +601,7 @@ def main(argv=None) -> int:
         f"{os.path.join(args.workdir, 'results.md')} and results.csv")
   if stopped:
     print(stopped, file=sys.stderr)
-    return 130
+    return exit_codes.RESUMABLE  # the trials checkpointed: the same command goes on
   return 1 if len(records) < len(sweep.trials) and not args.table_only else 0
 
 

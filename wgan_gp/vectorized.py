@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wgan_gp import train
+from wgan_gp import exit_codes, train
 from wgan_gp.data import AXIS_NAME, create_source
 from wgan_gp.stopping import StopRequest
 
@@ -265,7 +265,7 @@ def main(argv=None) -> int:
   argv = sys.argv[1:] if argv is None else argv
   if len(argv) != 1:
     print("usage: python -m wgan_gp.vectorized spec.json", file=sys.stderr)
-    return 2
+    return exit_codes.BAD_INPUT
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
   logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax's step-by-step save logs
   from wgan_gp.config import load_config
@@ -275,15 +275,15 @@ def main(argv=None) -> int:
   statics = {json.dumps(static, sort_keys=True) for static, _ in split}
   if len(statics) != 1:
     print(f"error: the trials differ in more than {', '.join(ARRAY_FIELDS)}", file=sys.stderr)
-    return 1
+    return exit_codes.BAD_INPUT
   config = load_config(spec["base_config"], split[0][0])
   try:
     _, healthy = train_and_evaluate_trials(config, [array for _, array in split],
                                            [t["workdir"] for t in spec["trials"]])
   except (train.ConfigError, train.IncompatibleCheckpointError, ValueError) as error:
     print(f"error: {error}", file=sys.stderr)
-    return 1
-  return 0 if all(healthy) else 1
+    return exit_codes.BAD_INPUT
+  return exit_codes.FINISHED if all(healthy) else exit_codes.NON_FINITE
 
 
 if __name__ == "__main__":
