@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import gan_losses_and_grads, gan_losses_and_grads_fn
-from wgan_gp import layers
+from wgan_gp import conv
 
 # The fast impl picks a formulation per layer by channel count; each is checked alone
 # (the threshold moved out of the way) and mixed in one model (at width 4, a threshold
@@ -23,13 +23,13 @@ FORMULATIONS = {"split": 0, "folded": 10**9, "mixed": 8}
 
 @pytest.fixture(params=["split", "folded"])
 def impl(request, monkeypatch):
-  monkeypatch.setattr(layers, "_THIN_CHANNELS", FORMULATIONS[request.param])
+  monkeypatch.setattr(conv, "_THIN_CHANNELS", FORMULATIONS[request.param])
   return "fast"
 
 
 @pytest.fixture(params=sorted(FORMULATIONS))
 def model_impl(request, monkeypatch):
-  monkeypatch.setattr(layers, "_THIN_CHANNELS", FORMULATIONS[request.param])
+  monkeypatch.setattr(conv, "_THIN_CHANNELS", FORMULATIONS[request.param])
   return "fast"
 
 # (input size, channels in, channels out, kernel, stride): the models' 5×5 stride 2,
@@ -71,7 +71,7 @@ def _check_formulation(op, x, kernel):
 @pytest.mark.parametrize("size,c_in,c_out,k,stride", CONV_CASES)
 def test_conv2d_matches_xla(impl, size, c_in, c_out, k, stride):
   x, kernel = _inputs(size, c_in, c_out, k)
-  op = lambda i: jax.jit(functools.partial(layers.conv2d, stride=stride,
+  op = lambda i: jax.jit(functools.partial(conv.conv2d, stride=stride,
                                            impl=impl if i == "fast" else i))
   _check_formulation(op, x, kernel)
 
@@ -79,7 +79,7 @@ def test_conv2d_matches_xla(impl, size, c_in, c_out, k, stride):
 @pytest.mark.parametrize("size,c_in,c_out,k,stride", TRANSPOSE_CASES)
 def test_conv2d_transpose_matches_xla(impl, size, c_in, c_out, k, stride):
   x, kernel = _inputs(size, c_in, c_out, k)
-  op = lambda i: jax.jit(functools.partial(layers.conv2d_transpose, stride=stride,
+  op = lambda i: jax.jit(functools.partial(conv.conv2d_transpose, stride=stride,
                                            impl=impl if i == "fast" else i))
   _check_formulation(op, x, kernel)
 
@@ -149,11 +149,11 @@ def test_plain_strided_convolutions_compile_to_slow_ones():
 def test_unknown_impl_is_rejected():
   x, kernel = _inputs(4, 1, 1, 3)
   with pytest.raises(ValueError, match="unknown conv impl"):
-    layers.conv2d(x, kernel, 1, impl="nope")
+    conv.conv2d(x, kernel, 1, impl="nope")
   with pytest.raises(ValueError, match="unknown conv impl"):
-    layers.conv2d_transpose(x, kernel, 2, impl="nope")
+    conv.conv2d_transpose(x, kernel, 2, impl="nope")
 
 
 def test_auto_picks_fast_on_cpu_only():
   expected = "fast" if jax.default_backend() == "cpu" else "xla"
-  assert layers.resolve_impl("auto") == expected
+  assert conv.resolve_impl("auto") == expected

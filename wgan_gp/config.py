@@ -47,7 +47,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.mlp_depth = 3  # hidden layers of the 'mlp' pair
   config.model.critic_norm = "layernorm"  # 'layernorm' or 'none' (never BatchNorm)
   config.model.generator_norm = "batchnorm"  # 'batchnorm' or 'none'
-  # Convolution formulation (wgan_gp/layers.py): 'auto' is 'fast' on CPU (stride-1
+  # Convolution formulation (wgan_gp/conv.py): 'auto' is 'fast' on CPU (stride-1
   # rewrites that avoid XLA:CPU's slow paths), 'xla' elsewhere; the maths is the same.
   config.model.conv_impl = "auto"
   config.model.compute_dtype = "float32"  # or 'bfloat16' (params stay float32)
