@@ -79,7 +79,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "experiments"))
-from wgan_gp import data, losses, train  # noqa: E402
+from wgan_gp import losses, parallel, train  # noqa: E402
 from wgan_gp.config import base_config  # noqa: E402
 
 try:
@@ -209,10 +209,10 @@ class JaxVariant:
     self.name = f"jax {conv_impl} {compute_dtype}"
     self.framework, self.dtype = "jax", compute_dtype
     config = make_config(arch, batch, args.n_critic, args.width, conv_impl, compute_dtype)
-    gan = train.build_gan(config, data.AXIS_NAME)
-    self.state = data.replicate(train.create_train_state(config, gan))
+    gan = train.build_gan(config, parallel.AXIS_NAME)
+    self.state = parallel.replicate(train.create_train_state(config, gan))
     rng = np.random.default_rng(0)
-    self.batch = data.shard_batch(
+    self.batch = parallel.shard_batch(
         rng.integers(0, 256, (args.n_critic, batch, *IMAGE_SHAPE), dtype=np.uint8))
     start = time.perf_counter()
     self.step = train.make_train_step(config, gan).lower(self.state, self.batch).compile()

@@ -18,8 +18,9 @@ import time
 import jax
 import numpy as np
 
-from wgan_gp.data import ImageSource, prefetch_to_devices
+from wgan_gp.data import ImageSource
 from wgan_gp.data.images import load_images
+from wgan_gp.parallel import prefetch_to_devices
 
 DEFAULT_TAR = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / \
     "celeba_align_10k_89x109.tar"

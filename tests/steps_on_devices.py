@@ -10,19 +10,19 @@ import jax
 import numpy as np
 
 from conftest import CONFIGS
-from wgan_gp import data, train
+from wgan_gp import data, parallel, train
 from wgan_gp.config import load_config
 
 
 def run(config_path, steps, batches=None):
   config = load_config(str(CONFIGS / config_path))
-  gan = train.build_gan(config, data.AXIS_NAME)
+  gan = train.build_gan(config, parallel.AXIS_NAME)
   source = data.ToySource(config.data.source) if batches is None else None
-  state = data.replicate(train.create_train_state(config, gan))
+  state = parallel.replicate(train.create_train_state(config, gan))
   step = train.make_train_step(config, gan, source)
   for i in range(steps):
-    state, _ = step(state, None if batches is None else data.shard_batch(batches[i]))
-  host = data.unreplicate(state)
+    state, _ = step(state, None if batches is None else parallel.shard_batch(batches[i]))
+  host = parallel.unreplicate(state)
   return {"/".join(str(getattr(k, "key", k)) for k in path): np.asarray(leaf)
           for path, leaf in jax.tree_util.tree_flatten_with_path(
               (host.g_params, host.d_params, host.ema_g_params))[0]}

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from conftest import CELEBA_TAR, requires_celeba_tar
-from wgan_gp import data
+from wgan_gp import data, parallel
 from wgan_gp.data.images import DataError, list_images, load_images
 from wgan_gp.data.pipeline import ExampleStream, host_batches
 from wgan_gp.metrics.toy import mode_coverage
@@ -139,7 +139,7 @@ def test_process_shards_are_disjoint_and_make_the_global_batch():
 
 def test_shard_batch_layout():
   batch = np.arange(2 * 4 * 3).reshape(2, 4, 3).astype(np.float32)
-  sharded = data.shard_batch(batch)
+  sharded = parallel.shard_batch(batch)
   devices = jax.local_device_count()
   assert sharded.shape == (devices, 2, 4 // devices, 3)
   np.testing.assert_array_equal(np.asarray(sharded).swapaxes(0, 1).reshape(2, 4, 3), batch)
@@ -149,7 +149,7 @@ def test_prefetch_surfaces_producer_errors():
   def failing():
     yield np.zeros((1, 2, 2), np.float32)
     raise RuntimeError("reader broke")
-  iterator = data.prefetch_to_devices(failing(), size=2)
+  iterator = parallel.prefetch_to_devices(failing(), size=2)
   next(iterator)
   with pytest.raises(RuntimeError, match="reader broke"):
     next(iterator)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import CONFIGS
-from wgan_gp import data, losses, train
+from wgan_gp import data, losses, parallel, train
 from wgan_gp.config import load_config
 
 _CLIP = {"loss.name": "wgan-clip", "loss.clip_value": 0.01,
@@ -78,9 +78,9 @@ def test_every_loss_runs_the_same_step_and_logs_the_same_metrics(overrides):
   config = load_config(str(CONFIGS / "toy2d.py:smoke"),
                        {"model.width": 8, "batch_size": 8, "n_critic": 2, **overrides})
   train.validate_config(config)
-  gan = train.build_gan(config, data.AXIS_NAME)
+  gan = train.build_gan(config, parallel.AXIS_NAME)
   source = data.create_source(config.data, config.seed)
-  state = data.replicate(train.create_train_state(config, gan))
+  state = parallel.replicate(train.create_train_state(config, gan))
   step = train.make_train_step(config, gan, source)
   for _ in range(2):
     state, metrics = step(state, None)
@@ -89,7 +89,7 @@ def test_every_loss_runs_the_same_step_and_logs_the_same_metrics(overrides):
                          "interp_grad_norm_mean", "interp_grad_norm_max", "critic_grad_norm",
                          "generator_loss", "generator_grad_norm"}
   assert all(np.isfinite(v) for v in values.values())
-  d_params = jax.tree.leaves(data.unreplicate(state).d_params)
+  d_params = jax.tree.leaves(parallel.unreplicate(state).d_params)
   largest = max(float(jnp.max(jnp.abs(p))) for p in d_params)
   if config.loss.name == "wgan-clip":
     assert largest <= 0.01 and any(float(jnp.max(jnp.abs(p))) == np.float32(0.01)

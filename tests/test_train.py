@@ -10,7 +10,7 @@ import pytest
 from jax import monitoring
 
 from conftest import CONFIGS, REPO_ROOT, subprocess_env
-from wgan_gp import data, losses, train
+from wgan_gp import data, losses, parallel, train
 from wgan_gp.checkpoint import Checkpointer, abstract_like
 from wgan_gp.config import load_config
 
@@ -22,7 +22,7 @@ monitoring.register_event_duration_secs_listener(
 
 def _toy_setup(**overrides):
   config = load_config(str(CONFIGS / "toy2d.py:smoke"), overrides)
-  gan = train.build_gan(config, data.AXIS_NAME)
+  gan = train.build_gan(config, parallel.AXIS_NAME)
   source = data.create_source(config.data, config.seed)
   return config, gan, source
 
@@ -57,8 +57,8 @@ def test_step_equals_plain_loop_of_critic_then_generator_updates():
   expected_g, expected_d = jax.jit(
       lambda s: _reference_iteration(s, config, gan, source))(host_state)
   step = train.make_train_step(config, gan, source)
-  new_state, metrics = step(data.replicate(host_state), None)
-  new_state = data.unreplicate(new_state)
+  new_state, metrics = step(parallel.replicate(host_state), None)
+  new_state = parallel.unreplicate(new_state)
   assert int(new_state.step) == 1
   for got, want in zip(jax.tree.leaves((new_state.g_params, new_state.d_params)),
                        jax.tree.leaves((expected_g, expected_d))):
@@ -74,24 +74,24 @@ def test_step_compiles_once_across_steps_and_a_checkpoint_restore(tmp_path):
   config, gan, source = _toy_setup()
   host_state = train.create_train_state(config, gan)
   step = train.make_train_step(config, gan, source)
-  state, metrics = step(data.replicate(host_state), None)
+  state, metrics = step(parallel.replicate(host_state), None)
   jax.block_until_ready(metrics)
   compiled_before = len(_compilations)
   for _ in range(10):
     state, metrics = step(state, None)
   checkpointer = Checkpointer(str(tmp_path / "ckpt"), keep=2)
-  saved = data.unreplicate(state)
+  saved = parallel.unreplicate(state)
   checkpointer.save(11, saved, data_position=0)
   checkpointer.wait()
   restored, _ = checkpointer.restore(abstract_like(host_state))
   checkpointer.close()
   jax.tree.map(np.testing.assert_array_equal, restored, saved)
-  state, metrics = step(data.replicate(restored), None)
+  state, metrics = step(parallel.replicate(restored), None)
   for _ in range(3):
     state, metrics = step(state, None)
   jax.block_until_ready(metrics)
   assert len(_compilations) == compiled_before, "the step was compiled again"
-  assert int(data.unreplicate(state).step) == 15
+  assert int(parallel.unreplicate(state).step) == 15
 
 
 def test_same_seed_same_result_different_seed_different_result():
@@ -99,10 +99,10 @@ def test_same_seed_same_result_different_seed_different_result():
   step = train.make_train_step(config, gan, source)
 
   def params_after_two_steps(seed):
-    state = data.replicate(train.create_train_state(config, gan, seed=seed))
+    state = parallel.replicate(train.create_train_state(config, gan, seed=seed))
     for _ in range(2):
       state, _ = step(state, None)
-    return jax.tree.leaves(data.unreplicate(state).g_params)
+    return jax.tree.leaves(parallel.unreplicate(state).g_params)
 
   a, b, c = params_after_two_steps(0), params_after_two_steps(0), params_after_two_steps(1)
   jax.tree.map(np.testing.assert_array_equal, a, b)

@@ -18,9 +18,10 @@ from wgan_gp import xla_setup
 xla_setup.prefer_eigen_convolutions()
 
 from wgan_gp.config import base_config, load_config  # noqa: E402  (after the flags)
-from wgan_gp.data import (AXIS_NAME, create_source, prefetch_to_devices, replicate, shard_batch,
-                          unreplicate)
+from wgan_gp.data import create_source
 from wgan_gp.models import GAN
+from wgan_gp.parallel import (AXIS_NAME, prefetch_to_devices, replicate, shard_batch,
+                              unreplicate)
 from wgan_gp.train import (GANState, build_gan, create_train_state, host_metrics,
                            make_train_step, train_and_evaluate, train_step)
 

@@ -8,8 +8,7 @@ import threading
 import jax
 import numpy as np
 
-from wgan_gp.data import AXIS_NAME
-from wgan_gp.data.pipeline import device_mesh
+from wgan_gp.parallel import AXIS_NAME, device_mesh
 
 _stopped_by = None  # what made this process stop early, for its exit code
 

@@ -24,8 +24,8 @@ from jax import lax
 from wgan_gp import losses
 from wgan_gp.config import TOY_SOURCES, check_ranges
 from wgan_gp.evaluation import check_metrics_available, parse_metrics
-from wgan_gp.data import AXIS_NAME
 from wgan_gp.models import GAN, build_gan as _build_gan
+from wgan_gp.parallel import AXIS_NAME, prefetch_to_devices, replicate, unreplicate
 
 # Salts that keep the random streams of a step apart (fold_in constants).
 CRITIC_STREAM, GENERATOR_STREAM = 0, 1
@@ -402,7 +402,7 @@ def train_and_evaluate(config, workdir: str) -> GANState:
     logging.info("Resumed from step %d (data position %d)", last_checkpoint, data_position)
   save_config(config, workdir)  # only now that its checkpoint is known to fit and restore
   start_step = int(host_state.step)
-  state = data.replicate(host_state)
+  state = replicate(host_state)
   del host_state
   p_train_step = make_train_step(config, gan, source)
 
@@ -416,7 +416,7 @@ def train_and_evaluate(config, workdir: str) -> GANState:
       return
     if source.on_device:
       return  # the toy figure is written with the evaluation
-    images = np.asarray(generate(data.unreplicate(state.ema_g_params), fixed_noise))
+    images = np.asarray(generate(unreplicate(state.ema_g_params), fixed_noise))
     grid = visualize.image_grid(images)
     visualize.save_png(grid, os.path.join(workdir, "samples", f"step_{step:07d}.png"))
     writer.write_image(step, "samples/ema", grid)
@@ -437,14 +437,14 @@ def train_and_evaluate(config, workdir: str) -> GANState:
     nonlocal best_fid
     if evaluator is None:
       return
-    g_params = data.unreplicate(state.ema_g_params)
+    g_params = unreplicate(state.ema_g_params)
     results = evaluator(g_params)
     if source.on_device and is_main_process:
       title = f"{config.data.source}, step {step}"
       if results:
         title += (f": {results['modes_captured']}/{results['num_modes']} modes, "
                   f"{results['high_quality_pct']:.1f}% high quality")
-      figure = evaluator.figure(g_params, data.unreplicate(state.d_params),
+      figure = evaluator.figure(g_params, unreplicate(state.d_params),
                                 os.path.join(workdir, "samples", f"toy_step_{step:07d}.png"),
                                 title)
       writer.write_image(step, "samples/toy", figure)
@@ -454,7 +454,7 @@ def train_and_evaluate(config, workdir: str) -> GANState:
       progress.evaluated(step, results)
     if best is not None and results["fid"] < best_fid:
       best_fid = results["fid"]
-      best.save(step, data.unreplicate(state), data_position, fid=best_fid,
+      best.save(step, unreplicate(state), data_position, fid=best_fid,
                 training_seconds=trained_seconds)
 
   # --- Loop
@@ -462,7 +462,7 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   if source.on_device:
     batches = itertools.repeat(None)
   else:
-    batches = data.prefetch_to_devices(
+    batches = prefetch_to_devices(
         source.batches(data_position, config.n_critic, config.batch_size,
                        jax.process_index(), jax.process_count()), config.data.prefetch)
   unchecked = []  # (step, device metrics) dispatched but not yet fetched and checked
@@ -559,7 +559,7 @@ def train_and_evaluate(config, workdir: str) -> GANState:
         if is_eval:
           evaluate(step, trained_seconds)
         if is_checkpoint:
-          checkpointer.save(step, data.unreplicate(state), data_position,
+          checkpointer.save(step, unreplicate(state), data_position,
                             training_seconds=trained_seconds)
           last_checkpoint = step
         periodic_seconds += time.time() - periodic_start
@@ -580,4 +580,4 @@ def train_and_evaluate(config, workdir: str) -> GANState:
         best.close()
       eval_writer.close()
       writer.close()
-  return data.unreplicate(state)
+  return unreplicate(state)

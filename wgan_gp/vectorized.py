@@ -41,7 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from wgan_gp import exit_codes, train
-from wgan_gp.data import AXIS_NAME, create_source
+from wgan_gp.data import create_source
+from wgan_gp.parallel import AXIS_NAME
 from wgan_gp.stopping import StopRequest
 
 # The hyperparameters that may differ between the trials of one program.

@@ -12,14 +12,10 @@ import numpy as np
 
 from wgan_gp.config import IMAGE_SOURCES, TOY_SOURCES
 from wgan_gp.data.images import DataError, load_images
-from wgan_gp.data.pipeline import (AXIS_NAME, host_batches, prefetch_to_devices, replicate,
-                                   shard_batch, unreplicate)
+from wgan_gp.data.pipeline import host_batches
 from wgan_gp.data.toy import ToySource
 
-__all__ = [
-    "AXIS_NAME", "DataError", "ImageSource", "ToySource", "create_source",
-    "prefetch_to_devices", "replicate", "shard_batch", "unreplicate",
-]
+__all__ = ["DataError", "ImageSource", "ToySource", "create_source", "data_shape"]
 
 
 class ImageSource:
