@@ -30,10 +30,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 
 from wgan_gp import data, pretrained  # noqa: E402
-from wgan_gp.checkpoint import Checkpointer, load_run  # noqa: E402
+from wgan_gp.checkpoint import Checkpointer  # noqa: E402
 from wgan_gp.evaluation import generate_in_batches  # noqa: E402
 from wgan_gp.metrics import fid  # noqa: E402
 from wgan_gp.metrics.inception import default_extractor  # noqa: E402
+from wgan_gp.runs import load_run  # noqa: E402
 
 REFERENCE_BATCH = 500  # images per Inception call on the reference side
 CELEBA_TERMS = ("Trained on CelebA images (Liu et al. 2015), which are released for "

@@ -128,7 +128,7 @@ def test_exported_generator_samples_as_its_run_does(tmp_path):
   _run_main("celeba64.py:smoke", workdir, "--config.data.source=images",
             f"--config.data.path={folder}", "--config.data.crop_size=40",
             f"--config.data.cache_dir={tmp_path / 'cache'}")
-  from wgan_gp.checkpoint import load_run
+  from wgan_gp.runs import load_run
   run = load_run(str(workdir))
   exported = tmp_path / "exported"
   pretrained.export(str(exported), run.config, run.state.ema_g_params, {"steps": run.step})

@@ -14,6 +14,8 @@ import time
 
 import jax
 
+from wgan_gp import exit_codes
+
 
 class DistributedError(RuntimeError):
   """The processes of a multi-process run could not be connected."""
@@ -42,7 +44,6 @@ def _wait_for_coordinator(address: str, timeout_s: float) -> None:
 
 
 def _give_up(coordinator_address, num_processes, timeout_s) -> None:
-  from wgan_gp import exit_codes
   sys.stderr.write(
       f"error: not all {num_processes or 'the'} processes joined the run at "
       f"{coordinator_address or 'the detected coordinator'} within {timeout_s:.0f} s: start "

@@ -12,7 +12,8 @@ import sys
 
 from absl import app, flags
 
-from wgan_gp import exit_codes
+from wgan_gp import data, evaluation, exit_codes
+from wgan_gp.data import DataError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "The run to evaluate.")
@@ -32,8 +33,7 @@ def evaluate_run(workdir: str, num_samples: int | None = None, generator: str = 
                  step: int | None = None, best: bool = False, metrics: str | None = None,
                  seed: int = 0) -> dict:
   """Evaluates one checkpoint; returns and appends to eval.jsonl the record written."""
-  from wgan_gp import data, evaluation
-  from wgan_gp.checkpoint import load_run
+  from wgan_gp.runs import load_run  # orbax only when it is used (see train)
 
   run = load_run(workdir, step, best)
   config = run.config
@@ -60,7 +60,6 @@ def evaluate_run(workdir: str, num_samples: int | None = None, generator: str = 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  from wgan_gp.data import DataError
   try:
     record = evaluate_run(FLAGS.workdir, FLAGS.num_samples, FLAGS.generator, FLAGS.step,
                           FLAGS.best, FLAGS.metrics, FLAGS.seed)

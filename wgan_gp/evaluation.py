@@ -11,6 +11,13 @@ import functools
 import jax
 import numpy as np
 
+from wgan_gp import visualize
+from wgan_gp.metrics import fid, inception
+from wgan_gp.metrics.inception_score import inception_score
+from wgan_gp.metrics.precision_recall import precision_recall
+from wgan_gp.metrics.swd import sliced_wasserstein_distance
+from wgan_gp.metrics.toy import mode_coverage
+
 # 'is': Inception Score (and is_std); 'pr': k-NN precision and recall. All but 'swd' run
 # on the Inception network's outputs.
 IMAGE_METRICS = ("fid", "kid", "is", "pr", "swd")
@@ -32,14 +39,12 @@ def check_metrics_available(metrics: tuple[str, ...],
   missing, or the Inception Score without the logits layer. `flag` is the option the
   message suggests for choosing other metrics."""
   if set(INCEPTION_METRICS) & set(metrics):
-    from wgan_gp.metrics.inception import find_weights
     try:
-      find_weights()
+      inception.find_weights()
     except FileNotFoundError as error:
       raise ValueError(f"{error}; or evaluate with {flag}=swd, which needs no weights"
                        ) from None
   if "is" in metrics:
-    from wgan_gp.metrics import inception
     # Loads (converting once) the weights the evaluation needs anyway.
     if not inception.default_extractor().has_logits:
       raise ValueError(inception.NO_LOGITS_MESSAGE)
@@ -50,7 +55,6 @@ def inception_metrics(metrics: tuple[str, ...], real, fake, extractor,
   """The `INCEPTION_METRICS` named in `metrics` of `fake` against `real` (both
   `fid.ReferenceStats`; IS is `fake`'s own). KID and precision/recall need features on
   both sides, IS the extractor's logits."""
-  from wgan_gp.metrics import fid
   results = {}
   if "fid" in metrics:
     results["fid"] = fid.frechet_distance(real.mu, real.sigma, fake.mu, fake.sigma)
@@ -61,10 +65,8 @@ def inception_metrics(metrics: tuple[str, ...], real, fake, extractor,
     results["kid"], results["kid_std"] = fid.kernel_inception_distance(
         real.features, fake.features, subset_size=kid_subset_size)
   if "pr" in metrics:
-    from wgan_gp.metrics.precision_recall import precision_recall
     results.update(precision_recall(real.features, fake.features))
   if "is" in metrics:
-    from wgan_gp.metrics.inception_score import inception_score
     results["is"], results["is_std"] = inception_score(extractor.logits(fake.features))
   return results
 
@@ -114,9 +116,7 @@ class ImageEvaluator:
                                self.seed)
     results = {}
     if set(INCEPTION_METRICS) & set(self.metrics):
-      from wgan_gp.metrics import fid
-      from wgan_gp.metrics.inception import default_extractor
-      extractor = default_extractor()
+      extractor = inception.default_extractor()
       reference = fid.reference_stats(
           f"{self._source.identity}_n{self.num_samples}_seed{self.seed}", self._real_images,
           extractor=extractor, progress_label="Inception: real (once)")
@@ -125,7 +125,6 @@ class ImageEvaluator:
       results.update(inception_metrics(self.metrics, reference,
                                        fid.ReferenceStats.from_features(features), extractor))
     if "swd" in self.metrics:
-      from wgan_gp.metrics.swd import sliced_wasserstein_distance
       swd = sliced_wasserstein_distance(self._real_images(), fake, value_range=(-1.0, 1.0))
       results["swd"] = swd["swd_avg"]
     return results
@@ -145,14 +144,12 @@ class ToyEvaluator:
 
   def __call__(self, g_params) -> dict:
     """Modes captured and % high-quality samples (empty for the swiss roll)."""
-    from wgan_gp.metrics.toy import mode_coverage
     if self.source.modes is None:
       return {}
     return mode_coverage(self._samples(g_params), self.source.modes, self.source.mode_std)
 
   def figure(self, g_params, d_params, path: str, title: str) -> np.ndarray:
     """Writes samples and real data over the critic's contours to `path`; returns RGB."""
-    from wgan_gp import visualize
     real = np.asarray(jax.jit(self.source.sample_batch, static_argnums=1)(
         jax.random.PRNGKey(self.seed + 1), 1000))
     return visualize.plot_toy(path, real, self._samples(g_params)[:1000],

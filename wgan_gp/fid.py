@@ -22,6 +22,12 @@ import sys
 
 import numpy as np
 from absl import app, flags
+from PIL import Image
+
+from wgan_gp.data.images import DataError, crop_and_resize, read_images
+from wgan_gp.evaluation import inception_metrics
+from wgan_gp.metrics import fid, inception
+from wgan_gp.metrics.inception_score import inception_score
 
 from wgan_gp import exit_codes
 
@@ -44,8 +50,6 @@ METRICS = ("fid", "kid", "is", "pr")
 
 def load_images_or_stats(path: str, crop_size: int = 0, image_size: int = 64):
   """(uint8 images [N, S, S, 3], None) or (None, fid.ReferenceStats) for one path."""
-  from wgan_gp.data.images import DataError, crop_and_resize, read_images
-  from wgan_gp.metrics import fid
   if not os.path.exists(path):
     raise DataError(f"{path!r} not found")
   if not path.endswith(".npz"):
@@ -60,7 +64,6 @@ def load_images_or_stats(path: str, crop_size: int = 0, image_size: int = 64):
   images = arrays[0]
   if images.shape[1:3] == (image_size, image_size):
     return images, None
-  from PIL import Image
   return np.stack([crop_and_resize(Image.fromarray(im), crop_size, image_size)
                    for im in images]), None
 
@@ -71,9 +74,6 @@ def compare(paths: list[str], metrics: str | None = None, save_stats: str | None
   """The metrics of PATH_B against PATH_A (and of each alone, for IS); writes PATH_A's
   statistics to `save_stats` when given. Default metrics: those the inputs allow, the
   others listed under 'skipped'."""
-  from wgan_gp.evaluation import inception_metrics
-  from wgan_gp.metrics import fid, inception
-  from wgan_gp.metrics.inception_score import inception_score
   wanted = tuple(m.strip() for m in (metrics or ",".join(METRICS)).split(",") if m.strip())
   unknown = sorted(set(wanted) - set(METRICS))
   if unknown:
@@ -136,7 +136,6 @@ def main(argv):
   if not 1 <= len(paths) <= 2 or (len(paths) == 1 and not FLAGS.save_stats):
     raise app.UsageError("usage: python -m wgan_gp.fid PATH_A PATH_B [--metrics=...], or "
                          "PATH_A --save_stats=OUT.npz")
-  from wgan_gp.data import DataError
   try:
     results = compare(paths, FLAGS.metrics, FLAGS.save_stats, FLAGS.crop_size,
                       FLAGS.image_size, FLAGS.batch_size)

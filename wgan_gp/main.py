@@ -13,10 +13,13 @@ import logging as std_logging
 import os
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from wgan_gp import exit_codes
+from wgan_gp import distributed, exit_codes, stopping, train
+from wgan_gp.data import DataError
+from wgan_gp.metrics.inception import WeightsError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and samples; a "
@@ -89,11 +92,7 @@ def main(argv):
           "--name=value (see --helpshort)", file=sys.stderr)
     sys.exit(exit_codes.BAD_INPUT)
   _quiet_library_info_logs()
-  import jax
-
-  from wgan_gp import checkpoint, distributed, stopping, train
-  from wgan_gp.data import DataError
-  from wgan_gp.metrics.inception import WeightsError
+  from wgan_gp import checkpoint  # orbax after absl's handler is set up (see train)
 
   try:
     if FLAGS.distributed or FLAGS.coordinator_address:

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from wgan_gp import exit_codes
+from wgan_gp import exit_codes, pretrained, visualize
 from wgan_gp.latents import interpolation_latents
 
 FLAGS = flags.FLAGS
@@ -49,14 +49,13 @@ def _generate(gan, params, z: np.ndarray, batch_size: int) -> np.ndarray:
 def _load_generator():
   """(gan, generator parameters, output folder, file-name tag) of the flags' choice."""
   if FLAGS.pretrained is not None:
-    from wgan_gp import pretrained
     if FLAGS.generator != "ema" or FLAGS.step is not None:
       raise ValueError("a pretrained generator is one EMA generator: drop --generator "
                        "and --step")
     model = pretrained.load(FLAGS.pretrained)
     name = os.path.basename(os.path.normpath(pretrained.resolve(FLAGS.pretrained)))
     return model.gan, model.params, "samples", f"{name}_seed{FLAGS.seed}"
-  from wgan_gp.checkpoint import load_run
+  from wgan_gp.runs import load_run  # orbax only when it is used (see train)
   run = load_run(FLAGS.workdir, FLAGS.step)
   params = run.state.ema_g_params if FLAGS.generator == "ema" else run.state.g_params
   return (run.gan, params, os.path.join(FLAGS.workdir, "samples"),
@@ -66,7 +65,6 @@ def _load_generator():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  from wgan_gp import visualize
   try:
     gan, params, samples_dir, tag = _load_generator()
   except (FileNotFoundError, ValueError) as error:

@@ -32,6 +32,7 @@ hyperparameters (seed, λ, c, learning rates) in one compiled program
 
 import argparse
 import csv
+import ctypes
 import dataclasses
 import importlib.util
 import io
@@ -48,7 +49,7 @@ import threading
 import time
 from typing import Any, Iterable, Sequence
 
-from wgan_gp import exit_codes
+from wgan_gp import exit_codes, vectorized
 from wgan_gp.config import check_ranges, load_config
 from wgan_gp.stopping import StopRequest
 
@@ -439,7 +440,6 @@ def _die_with_parent_fn():
   running code between fork and exec is safe."""
   if not sys.platform.startswith("linux") or threading.active_count() > 1:
     return None
-  import ctypes
   try:
     prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before the fork
   except (OSError, AttributeError):
@@ -450,7 +450,6 @@ def _die_with_parent_fn():
 
 def _vectorized_jobs(sweep: Sweep, pending: list[Trial], workdir: str, python: str):
   """One job per group of trials that differ only in array-valued hyperparameters."""
-  from wgan_gp import vectorized
   groups: dict[str, list[Trial]] = {}
   for trial in pending:
     static, _ = vectorized.split_overrides(trial.overrides)

@@ -14,6 +14,7 @@ import time
 from typing import Iterator
 
 import numpy as np
+from PIL import Image
 
 # ------------------------------------------------------------------------ CRC32C
 
@@ -81,7 +82,6 @@ def _scalar_value(tag: str, value: float) -> bytes:
 
 
 def _image_value(tag: str, image: np.ndarray) -> bytes:
-  from PIL import Image
   buffer = io.BytesIO()
   Image.fromarray(image).save(buffer, format="PNG")
   height, width, channels = image.shape

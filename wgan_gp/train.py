@@ -21,11 +21,17 @@ import numpy as np
 import optax
 from jax import lax
 
-from wgan_gp import losses
-from wgan_gp.config import TOY_SOURCES, check_ranges
-from wgan_gp.evaluation import check_metrics_available, parse_metrics
+from wgan_gp import losses, visualize
+from wgan_gp.config import (TOY_SOURCES, check_ranges, setting_changes,
+                            state_incompatibilities, to_json)
+from wgan_gp.console import TrainingProgress
+from wgan_gp.data import create_source, data_shape
+from wgan_gp.evaluation import (ImageEvaluator, ToyEvaluator, check_metrics_available,
+                                parse_metrics)
 from wgan_gp.models import GAN, build_gan as _build_gan
 from wgan_gp.parallel import AXIS_NAME, prefetch_to_devices, replicate, unreplicate
+from wgan_gp.stopping import StopAgreement, StopRequest
+from wgan_gp.writers import MetricWriter
 
 # Salts that keep the random streams of a step apart (fold_in constants).
 CRITIC_STREAM, GENERATOR_STREAM = 0, 1
@@ -46,7 +52,6 @@ class GANState:
 
 def build_gan(config, axis_name: str | None = None) -> GAN:
   """The model pair for `config` (data shape from config.data)."""
-  from wgan_gp.data import data_shape
   return _build_gan(config.model, data_shape(config.data), axis_name)
 
 
@@ -310,7 +315,6 @@ def check_workdir(config, workdir: str, checkpointer) -> None:
   (nothing would train under it, yet config.json would claim it). Other changes, e.g. a
   learning rate, apply from the resumed step on, and are logged.
   """
-  from wgan_gp.config import setting_changes, state_incompatibilities
   path = os.path.join(workdir, "config.json")
   latest = checkpointer.latest_step()
   if latest is None or not os.path.exists(path):
@@ -338,7 +342,6 @@ def check_workdir(config, workdir: str, checkpointer) -> None:
 
 def save_config(config, workdir: str) -> None:
   """Writes config.json (process 0), atomically."""
-  from wgan_gp.config import to_json
   path = os.path.join(workdir, "config.json")
   if jax.process_index() == 0:
     tmp = path + ".tmp"
@@ -362,12 +365,9 @@ def train_and_evaluate(config, workdir: str) -> GANState:
 
   Writes metrics.jsonl, TensorBoard events, sample images and checkpoints into `workdir`.
   """
-  from wgan_gp import data, visualize
+  # Orbax only when it is used: importing it logs through absl, which then gives the
+  # root logger a handler, so that a CLI's own logging.basicConfig (the sweep's) does nothing.
   from wgan_gp.checkpoint import CheckpointMismatchError, Checkpointer, abstract_like
-  from wgan_gp.stopping import StopAgreement, StopRequest
-  from wgan_gp.evaluation import ImageEvaluator, ToyEvaluator
-  from wgan_gp.writers import MetricWriter
-  from wgan_gp.console import TrainingProgress
 
   # --- Setup
   validate_config(config)
@@ -381,7 +381,7 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   eval_writer = writer.sibling("eval.jsonl")  # same TensorBoard run, its own JSONL
 
   # --- Input
-  source = data.create_source(config.data, config.seed)
+  source = create_source(config.data, config.seed)
 
   # --- Model and state
   gan = _build_gan(config.model, source.data_shape, AXIS_NAME)

@@ -41,9 +41,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from wgan_gp import exit_codes, train
+from wgan_gp.config import load_config
 from wgan_gp.data import create_source
+from wgan_gp.evaluation import ToyEvaluator
 from wgan_gp.parallel import AXIS_NAME
 from wgan_gp.stopping import StopRequest
+from wgan_gp.writers import MetricWriter
 
 # The hyperparameters that may differ between the trials of one program.
 ARRAY_FIELDS = ("seed", "loss.gp_weight", "loss.clip_value", "optim.generator.learning_rate",
@@ -136,9 +139,8 @@ def train_and_evaluate_trials(config, trials: Sequence[dict], workdirs: Sequence
   non-finite stops being checkpointed (its last good checkpoint stays) while the others
   go on; it ends without a final checkpoint, so a sweep reports it as failed.
   """
+  # Orbax only when it is used, as in train.train_and_evaluate.
   from wgan_gp.checkpoint import Checkpointer, NonFiniteStateError, abstract_like
-  from wgan_gp.evaluation import ToyEvaluator
-  from wgan_gp.writers import MetricWriter
 
   vec = VectorizedTrials(config, trials)
   for trial_config in vec.configs:
@@ -269,7 +271,6 @@ def main(argv=None) -> int:
     return exit_codes.BAD_INPUT
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
   logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax's step-by-step save logs
-  from wgan_gp.config import load_config
   with open(argv[0]) as f:
     spec = json.load(f)
   split = [split_overrides(t["overrides"]) for t in spec["trials"]]

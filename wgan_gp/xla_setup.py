@@ -2,6 +2,8 @@
 
 import os
 
+import jaxlib
+
 # Eigen's convolutions beat YNNPACK's on XLA:CPU with jaxlib 0.10: ~30% on the critic
 # update's stride-1 convolutions, 2.3x on the Inception network's, and closer to
 # float64. The flag is CPU-only; other jaxlib versions may not know it (an unknown XLA
@@ -11,7 +13,6 @@ _EIGEN_CONVOLUTIONS = "--xla_cpu_experimental_ynn_fusion_type=-individual_convol
 
 def prefer_eigen_convolutions():
   """Adds the flag to XLA_FLAGS; takes effect if no JAX backend has started yet."""
-  import jaxlib
   flags_now = os.environ.get("XLA_FLAGS", "")
   if jaxlib.__version__.startswith("0.10.") and "ynn_fusion_type" not in flags_now:
     os.environ["XLA_FLAGS"] = f"{flags_now} {_EIGEN_CONVOLUTIONS}".strip()
