@@ -41,7 +41,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.prefetch = 2  # batches staged on the devices ahead of the step
 
   config.model = ml_collections.ConfigDict()
-  config.model.arch = "dcgan"  # 'dcgan', 'resnet' or 'mlp'
+  config.model.arch = "dcgan"  # a key of models.ARCHITECTURES, e.g. 'resnet' or 'mlp'
   config.model.z_dim = 128
   config.model.width = 64  # the paper's DIM: channels of the first critic layer
   config.model.mlp_depth = 3  # hidden layers of the 'mlp' pair

@@ -79,8 +79,6 @@ def wgan_generator_loss(fake_scores):
 # critic's input-gradient norms at the interpolates, so that a clipped or a standard-GAN
 # critic can be compared with a penalised one; only wgan-gp trains on the penalty.
 
-LOSS_NAMES = ("wgan-gp", "wgan-clip", "gan")
-
 
 @dataclasses.dataclass(frozen=True)
 class Loss:
@@ -94,28 +92,6 @@ class Loss:
   critic_loss: Callable
   generator_loss: Callable
   constrain_critic: Callable
-
-
-def get_loss(loss_config, gp_weight=None, clip_value=None) -> Loss:
-  """The loss named by `loss_config.name`.
-
-  `gp_weight` (λ) and `clip_value` (c) replace the config's values when given, e.g. as
-  arrays that differ per trial of a vectorised sweep.
-  """
-  gp_weight = loss_config.gp_weight if gp_weight is None else gp_weight
-  clip_value = loss_config.clip_value if clip_value is None else clip_value
-  unconstrained = lambda d_params: d_params
-  if loss_config.name == "wgan-gp":
-    def critic_loss(criticize, d_params, real, fake, eps):
-      return wgan_gp_critic_loss(functools.partial(criticize, d_params), real, fake, eps,
-                                 gp_weight)
-    return Loss(critic_loss, wgan_generator_loss, unconstrained)
-  if loss_config.name == "wgan-clip":
-    return Loss(wgan_critic_loss, wgan_generator_loss,
-                lambda d_params: clip_weights(d_params, clip_value))
-  if loss_config.name == "gan":
-    return Loss(gan_critic_loss, gan_generator_loss, unconstrained)
-  raise ValueError(f"unknown loss.name {loss_config.name!r}; expected one of {LOSS_NAMES}")
 
 
 def _metrics(criticize, d_params, real, fake, eps, loss, real_scores, fake_scores):
@@ -159,3 +135,51 @@ def gan_critic_loss(criticize, d_params, real, fake, eps):
 def gan_generator_loss(fake_scores):
   """The non-saturating generator loss −E[log σ(D(G(z)))] (Goodfellow et al. 2014)."""
   return jnp.mean(jax.nn.softplus(-fake_scores))
+
+
+# Each builder makes its Loss from (λ, c); `LOSSES` names them for `loss.name`.
+
+
+def _unconstrained(d_params):
+  return d_params
+
+
+def _wgan_gp_loss(gp_weight, clip_value) -> Loss:
+  del clip_value  # the penalty replaces clipping
+
+  def critic_loss(criticize, d_params, real, fake, eps):
+    return wgan_gp_critic_loss(functools.partial(criticize, d_params), real, fake, eps,
+                               gp_weight)
+  return Loss(critic_loss, wgan_generator_loss, _unconstrained)
+
+
+def _wgan_clip_loss(gp_weight, clip_value) -> Loss:
+  del gp_weight  # no penalty
+  return Loss(wgan_critic_loss, wgan_generator_loss,
+              lambda d_params: clip_weights(d_params, clip_value))
+
+
+def _gan_loss(gp_weight, clip_value) -> Loss:
+  del gp_weight, clip_value
+  return Loss(gan_critic_loss, gan_generator_loss, _unconstrained)
+
+
+LOSSES: dict[str, Callable[..., Loss]] = {
+    "wgan-gp": _wgan_gp_loss,
+    "wgan-clip": _wgan_clip_loss,
+    "gan": _gan_loss,
+}
+
+
+def get_loss(loss_config, gp_weight=None, clip_value=None) -> Loss:
+  """The loss named by `loss_config.name`.
+
+  `gp_weight` (λ) and `clip_value` (c) replace the config's values when given, e.g. as
+  arrays that differ per trial of a vectorised sweep.
+  """
+  if loss_config.name not in LOSSES:
+    raise ValueError(f"unknown loss.name {loss_config.name!r}; expected one of "
+                     f"{tuple(LOSSES)}")
+  gp_weight = loss_config.gp_weight if gp_weight is None else gp_weight
+  clip_value = loss_config.clip_value if clip_value is None else clip_value
+  return LOSSES[loss_config.name](gp_weight, clip_value)

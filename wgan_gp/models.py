@@ -24,7 +24,6 @@ import jax.numpy as jnp
 
 from wgan_gp import layers
 
-ARCHS = ("dcgan", "resnet", "mlp")
 CRITIC_NORMS = ("layernorm", "none")
 GENERATOR_NORMS = ("batchnorm", "none")
 
@@ -246,6 +245,43 @@ def _init_params(gan: GAN, seed: int):
   return gan.generator.init(g_key, z)["params"], gan.critic.init(d_key, x)["params"]
 
 
+# ------------------------------------------------------------ the architectures
+#
+# A builder maps (model_config, data_shape, axis_name, dtype) to (generator, critic);
+# `ARCHITECTURES` names them for `model.arch`. A new pair is its modules and one entry.
+
+
+def _mlp_pair(model_config, data_shape, axis_name, dtype):
+  del axis_name  # no BatchNorm
+  if len(data_shape) != 1:
+    raise ValueError(f"model.arch='mlp' needs vector data, got data shape {data_shape}; "
+                     "use 'dcgan' or 'resnet' for images")
+  width = model_config.width
+  return (MLP(width, model_config.mlp_depth, data_shape[0], dtype),
+          MLPCritic(width, model_config.mlp_depth, dtype))
+
+
+def _image_pair(generator_cls, critic_cls, model_config, data_shape, axis_name, dtype):
+  if len(data_shape) != 3:
+    raise ValueError(f"model.arch={model_config.arch!r} needs image data, got data shape "
+                     f"{data_shape}; use 'mlp' for the 2-D toy data")
+  image_size, channels = data_shape[0], data_shape[2]
+  _num_resolution_stages(image_size)
+  width = model_config.width
+  generator = generator_cls(image_size, channels, width, model_config.generator_norm,
+                            axis_name, model_config.conv_impl, dtype)
+  critic = critic_cls(width, model_config.critic_norm, model_config.conv_impl, dtype)
+  return generator, critic
+
+
+ARCHITECTURES: dict[str, Callable] = {
+    "dcgan": functools.partial(_image_pair, DCGANGenerator, DCGANCritic),
+    "resnet": functools.partial(_image_pair, ResNetGenerator, ResNetCritic),
+    "mlp": _mlp_pair,
+}
+ARCHS = tuple(ARCHITECTURES)
+
+
 def build_gan(model_config, data_shape, axis_name: str | None = None) -> GAN:
   """The GAN named by `model_config.arch` for data of shape `data_shape` (no batch axis).
 
@@ -253,7 +289,7 @@ def build_gan(model_config, data_shape, axis_name: str | None = None) -> GAN:
   statistics; leave None outside pmap (sampling, notebooks).
   """
   arch = model_config.arch
-  if arch not in ARCHS:
+  if arch not in ARCHITECTURES:
     raise ValueError(f"unknown model.arch {arch!r}; expected one of {ARCHS}")
   if model_config.critic_norm not in CRITIC_NORMS:
     raise ValueError(f"model.critic_norm={model_config.critic_norm!r} is not supported; "
@@ -262,25 +298,8 @@ def build_gan(model_config, data_shape, axis_name: str | None = None) -> GAN:
   if model_config.generator_norm not in GENERATOR_NORMS:
     raise ValueError(f"unknown model.generator_norm {model_config.generator_norm!r}; "
                      f"expected one of {GENERATOR_NORMS}")
-  dtype = compute_dtype(model_config)
-  width = model_config.width
-  if arch == "mlp":
-    if len(data_shape) != 1:
-      raise ValueError(f"model.arch='mlp' needs vector data, got data shape {data_shape}; "
-                       "use 'dcgan' or 'resnet' for images")
-    generator = MLP(width, model_config.mlp_depth, data_shape[0], dtype)
-    critic = MLPCritic(width, model_config.mlp_depth, dtype)
-  else:
-    if len(data_shape) != 3:
-      raise ValueError(f"model.arch={arch!r} needs image data, got data shape {data_shape}; "
-                       "use 'mlp' for the 2-D toy data")
-    image_size, channels = data_shape[0], data_shape[2]
-    _num_resolution_stages(image_size)
-    gen_cls, critic_cls = (DCGANGenerator, DCGANCritic) if arch == "dcgan" else (
-        ResNetGenerator, ResNetCritic)
-    generator = gen_cls(image_size, channels, width, model_config.generator_norm, axis_name,
-                        model_config.conv_impl, dtype)
-    critic = critic_cls(width, model_config.critic_norm, model_config.conv_impl, dtype)
+  generator, critic = ARCHITECTURES[arch](model_config, data_shape, axis_name,
+                                         compute_dtype(model_config))
   return GAN(generator, critic, model_config.z_dim, tuple(data_shape))
 
 

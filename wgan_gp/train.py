@@ -284,9 +284,9 @@ def validate_config(config) -> None:
   if config.batch_size % devices:
     raise ConfigError(f"config.batch_size={config.batch_size} is not divisible by the "
                       f"{devices} devices: set --config.batch_size to a multiple of {devices}")
-  if config.loss.name not in losses.LOSS_NAMES:
+  if config.loss.name not in losses.LOSSES:
     raise ConfigError(f"unknown loss.name {config.loss.name!r}; expected one of "
-                      f"{', '.join(losses.LOSS_NAMES)}")
+                      f"{', '.join(losses.LOSSES)}")
   try:
     build_gan(config)
     make_optimizers(config)
