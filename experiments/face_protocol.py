@@ -32,6 +32,7 @@ import jax  # noqa: E402
 from wgan_gp import data, pretrained  # noqa: E402
 from wgan_gp.checkpoint import Checkpointer  # noqa: E402
 from wgan_gp.evaluation import generate_in_batches  # noqa: E402
+from wgan_gp.files import write_atomically  # noqa: E402
 from wgan_gp.metrics import fid  # noqa: E402
 from wgan_gp.metrics.inception import default_extractor  # noqa: E402
 from wgan_gp.runs import load_run  # noqa: E402
@@ -90,11 +91,7 @@ def upsert(path: str, row: dict) -> list[dict]:
     with open(path) as f:
       rows = json.load(f)
   rows = [r for r in rows if r["name"] != row["name"]] + [row]
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(rows, f, indent=2)
-    f.write("\n")
-  os.replace(tmp, path)
+  write_atomically(path, json.dumps(rows, indent=2) + "\n")
   return rows
 
 

@@ -17,6 +17,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from wgan_gp import exit_codes  # noqa: E402
+from wgan_gp.files import atomic_path  # noqa: E402
 
 METRICS = ("fid", "kid", "swd")
 EVAL_FILE = "eval.jsonl"
@@ -79,10 +80,9 @@ def plot(workdirs: list[str], out: str, labels: list[str] | None = None,
   axes[0][0].legend(fontsize=8)
   figure.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-  tmp = out + ".tmp.png"
-  figure.savefig(tmp, dpi=110)
+  with atomic_path(out) as tmp:  # keeps out's extension: savefig picks the format by it
+    figure.savefig(tmp, dpi=110)
   plt.close(figure)
-  os.replace(tmp, out)
   return out
 
 

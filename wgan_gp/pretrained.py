@@ -19,6 +19,7 @@ import numpy as np
 from flax import traverse_util
 
 from wgan_gp import models
+from wgan_gp.files import atomic_path, write_atomically
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 PARAMS_FILE, INFO_FILE = "generator.npz", "info.json"
@@ -55,16 +56,11 @@ def export(folder: str, config, ema_g_params, info: dict) -> str:
   """Writes a run's EMA generator and `info` (plus its model/data config) to `folder`."""
   os.makedirs(folder, exist_ok=True)
   flat = traverse_util.flatten_dict(jax.device_get(ema_g_params), sep="/")
-  tmp = os.path.join(folder, PARAMS_FILE + ".tmp.npz")
-  np.savez_compressed(tmp, **{k: np.asarray(v, np.float32) for k, v in flat.items()})
-  os.replace(tmp, os.path.join(folder, PARAMS_FILE))
+  with atomic_path(os.path.join(folder, PARAMS_FILE)) as tmp:  # ends in .npz, as savez wants
+    np.savez_compressed(tmp, **{k: np.asarray(v, np.float32) for k, v in flat.items()})
   record = {"model": config.model.to_dict(),
             "data": {k: config.data[k] for k in ("image_size", "crop_size")}, **info}
-  tmp = os.path.join(folder, INFO_FILE + ".tmp")
-  with open(tmp, "w") as f:
-    json.dump(record, f, indent=2)
-    f.write("\n")
-  os.replace(tmp, os.path.join(folder, INFO_FILE))
+  write_atomically(os.path.join(folder, INFO_FILE), json.dumps(record, indent=2) + "\n")
   return folder
 
 

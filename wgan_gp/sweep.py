@@ -51,6 +51,7 @@ from typing import Any, Iterable, Sequence
 
 from wgan_gp import exit_codes, vectorized
 from wgan_gp.config import check_ranges, load_config
+from wgan_gp.files import write_atomically
 from wgan_gp.stopping import StopRequest
 
 DONE_FILE = "done.json"
@@ -262,11 +263,11 @@ def claim_workdir(trial: Trial, base_config: str) -> None:
           f"{trial.workdir} holds a trial run with other settings ({saved}, now {record}): "
           "use a new --workdir, or remove that trial's folder to rerun it")
     return
-  _write_atomically(path, json.dumps(record, indent=2, sort_keys=True))
+  write_atomically(path, json.dumps(record, indent=2, sort_keys=True))
   cd = f"cd {shlex.quote(os.getcwd())}"
-  _write_atomically(os.path.join(trial.workdir, "command.sh"),
-                    f"#!/bin/sh\n# Reproduces trial {trial.name}.\n{cd} && \\\n"
-                    f"  {shlex.join(trial.command)}\n")
+  write_atomically(os.path.join(trial.workdir, "command.sh"),
+                   f"#!/bin/sh\n# Reproduces trial {trial.name}.\n{cd} && \\\n"
+                   f"  {shlex.join(trial.command)}\n")
 
 
 def final_metrics(workdir: str) -> dict[str, Any]:
@@ -308,16 +309,9 @@ def mark_finished(trial: Trial, evaluate, seconds: float | None,
             "command": shlex.join(trial.command), "run_seconds": seconds}
   if vectorized_command:
     record["vectorized_command"] = vectorized_command
-  _write_atomically(os.path.join(trial.workdir, DONE_FILE),
-                    json.dumps(record, indent=2, sort_keys=True))
+  write_atomically(os.path.join(trial.workdir, DONE_FILE),
+                   json.dumps(record, indent=2, sort_keys=True))
   return record
-
-
-def _write_atomically(path: str, text: str) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------ Running
@@ -461,7 +455,7 @@ def _vectorized_jobs(sweep: Sweep, pending: list[Trial], workdir: str, python: s
     group_dir = os.path.join(workdir, "vectorized")
     os.makedirs(group_dir, exist_ok=True)
     spec_path = os.path.join(group_dir, f"group_{index}_{trials[0].name}.json")
-    _write_atomically(spec_path, json.dumps(spec, indent=2))
+    write_atomically(spec_path, json.dumps(spec, indent=2))
     command = (python, "-m", "wgan_gp.vectorized", spec_path)
     jobs.append(_Job(trials, command, f"{len(trials)} trials vectorised ({spec_path})",
                      spec_path[:-len(".json")] + ".log.txt", vectorized=True))
@@ -535,8 +529,8 @@ def write_results(sweep: Sweep, workdir: str, records: list[dict],
   title = (f"# Sweep {sweep.path}\n\nBase config `{sweep.base_config}`; "
            f"{len(records)} of {len(sweep.trials)} trials finished"
            + (f", sorted by `{sort_by}`" if sort_by else "") + ".\n\n")
-  _write_atomically(os.path.join(workdir, "results.md"), title + markdown)
-  _write_atomically(os.path.join(workdir, "results.csv"), table_csv)
+  write_atomically(os.path.join(workdir, "results.md"), title + markdown)
+  write_atomically(os.path.join(workdir, "results.csv"), table_csv)
   return markdown
 
 

@@ -28,6 +28,7 @@ from wgan_gp.console import TrainingProgress
 from wgan_gp.data import create_source, data_shape
 from wgan_gp.evaluation import (ImageEvaluator, ToyEvaluator, check_metrics_available,
                                 parse_metrics)
+from wgan_gp.files import write_atomically
 from wgan_gp.models import GAN, build_gan as _build_gan
 from wgan_gp.parallel import AXIS_NAME, prefetch_to_devices, replicate, unreplicate
 from wgan_gp.stopping import StopAgreement, StopRequest
@@ -344,10 +345,7 @@ def save_config(config, workdir: str) -> None:
   """Writes config.json (process 0), atomically."""
   path = os.path.join(workdir, "config.json")
   if jax.process_index() == 0:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-      f.write(to_json(config))
-    os.replace(tmp, path)
+    write_atomically(path, to_json(config))
 
 
 def _check_finite(step_metrics, last_checkpoint, checkpoint_dir) -> None:

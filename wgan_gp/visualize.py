@@ -5,6 +5,8 @@ import os
 import numpy as np
 from PIL import Image
 
+from wgan_gp.files import atomic_path
+
 
 def to_uint8(images) -> np.ndarray:
   """[-1, 1] floats -> uint8 [0, 255]."""
@@ -28,18 +30,17 @@ def image_grid(images, columns: int | None = None, padding: int = 2) -> np.ndarr
 def save_png(image: np.ndarray, path: str) -> None:
   """Writes atomically: a half-written PNG never carries the final name."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".tmp"
-  Image.fromarray(image).save(tmp, format="PNG")
-  os.replace(tmp, path)
+  with atomic_path(path) as tmp:
+    Image.fromarray(image).save(tmp, format="PNG")
 
 
 def save_gif(frames: list[np.ndarray], path: str, frame_ms: int = 120) -> None:
   """An endlessly looping animated GIF of uint8 RGB frames, written atomically."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".tmp"
   first, *rest = [Image.fromarray(frame) for frame in frames]
-  first.save(tmp, format="GIF", save_all=True, append_images=rest, duration=frame_ms, loop=0)
-  os.replace(tmp, path)
+  with atomic_path(path) as tmp:
+    first.save(tmp, format="GIF", save_all=True, append_images=rest, duration=frame_ms,
+               loop=0)
 
 
 def plot_toy(path: str, real: np.ndarray, fake: np.ndarray, critic_fn, extent: float = 3.0,

@@ -18,6 +18,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from wgan_gp.console import ProgressBar
+from wgan_gp.files import atomic_path, write_atomically
 from wgan_gp.user_cache import user_cache_dir
 
 CACHE_FORMAT_VERSION = 1
@@ -56,22 +57,22 @@ def load_or_build(cache_dir: str, fields: dict, num_images: int, image_size: int
     logging.warning("Ignoring the decoded cache %s: it was built for other settings", data_path)
 
   _remove_stale_partial_files(data_path)
-  suffix = f".tmp-{socket.gethostname()}-{os.getpid()}"
-  out = np.lib.format.open_memmap(data_path + suffix, mode="w+", dtype=np.uint8,
-                                  shape=(num_images, image_size, image_size, 3))
+  # The partial file names its host and process: `_remove_stale_partial_files` knows it.
+  partial = f"{data_path}.tmp-{socket.gethostname()}-{os.getpid()}"
   progress = ProgressBar(num_images, "Decoding (first pass; cached after)")
   try:
-    count = fill(out, progress.update)
-    out.flush()
-    del out
-    progress.finish()
-    os.replace(data_path + suffix, data_path)
-    _write_json_atomically(meta_path, {"fields": fields, "count": count,
-                                       "built_at": time.strftime("%Y-%m-%d %H:%M:%S")})
+    with atomic_path(data_path, partial):
+      out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8,
+                                      shape=(num_images, image_size, image_size, 3))
+      count = fill(out, progress.update)
+      out.flush()
+      del out
+      progress.finish()
+    write_atomically(meta_path, json.dumps(
+        {"fields": fields, "count": count, "built_at": time.strftime("%Y-%m-%d %H:%M:%S")},
+        indent=2))
   except BaseException:
     progress.close()
-    if os.path.exists(data_path + suffix):
-      os.remove(data_path + suffix)
     raise
   logging.info("Cached %d decoded images at %s", count, data_path)
   return CachedImages(np.load(data_path, mmap_mode="r")[:count], key)
@@ -94,9 +95,3 @@ def _remove_stale_partial_files(data_path: str) -> None:
     except PermissionError:  # another user's live process
       pass
 
-
-def _write_json_atomically(path, content):
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(content, f, indent=2)
-  os.replace(tmp, path)

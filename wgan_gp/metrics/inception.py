@@ -43,7 +43,6 @@ import io
 import math
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -56,6 +55,7 @@ import numpy as np
 from jax import lax
 
 from wgan_gp.console import ProgressBar
+from wgan_gp.files import atomic_path
 from wgan_gp.user_cache import user_cache_dir
 
 FEATURE_DIM = 2048
@@ -604,17 +604,8 @@ def file_sha256(path: str | os.PathLike) -> str:
 def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
   """Writes to a temp file beside `path`, then renames: readers never see half a file."""
   path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez(f, **arrays)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide a shared cache
-    os.replace(tmp, path)
-  except BaseException:
-    os.unlink(tmp)
-    raise
+  with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file: savez adds no suffix
+    np.savez(f, **arrays)
 
 
 def load_params(weights_path: str | os.PathLike | None = None,
