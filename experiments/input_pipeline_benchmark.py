@@ -48,8 +48,8 @@ def main():
   args = parser.parse_args()
   per_step = args.n_critic * args.batch_size
   print(f"CPU cores: {os.cpu_count()}, JAX devices: {jax.devices()}")
-  print(f"| image size | first pass (decode + cache), img/s | host batches from cache, img/s "
-        f"| + device transfer and prefetch, img/s |")
+  print("| image size | first pass (decode + cache), img/s | host batches from cache, img/s "
+        "| + device transfer and prefetch, img/s |")
   print("| --- | --- | --- | --- |")
   with tempfile.TemporaryDirectory() as cache_dir:
     for size in (64, 128):

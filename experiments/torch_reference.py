@@ -469,7 +469,6 @@ def cross_check(arch: str, batch: int = 8, width: int = 64, image_size: int = 64
   inherit the generator's differences.
   """
   import jax
-  import jax.numpy as jnp
   from wgan_gp import losses
   from wgan_gp.config import base_config
   from wgan_gp.models import build_gan

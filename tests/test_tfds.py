@@ -1,7 +1,6 @@
 """The TFDS `celeb_a` source: mocked data through main, and the manual-dir error."""
 
 import json
-import os
 
 import numpy as np
 import pytest

@@ -6,7 +6,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import pytest
 from jax import monitoring
 
 from conftest import CONFIGS, REPO_ROOT, subprocess_env

@@ -9,7 +9,6 @@ five CelebA files placed in TFDS's manual dir (`MANUAL_FILES`).
 import logging
 import os
 
-import numpy as np
 from PIL import Image
 
 from wgan_gp.data.cache import CachedImages, load_or_build
