@@ -99,7 +99,7 @@ else
   "$PYTHON" -c "
 import sys
 from wgan_gp import pretrained
-from wgan_gp.checkpoint import load_run
+from wgan_gp.runs import load_run
 run = load_run(sys.argv[1])
 pretrained.export(sys.argv[2], run.config, run.state.ema_g_params, {'steps': run.step})
 " "$WORK" "$OUT/generator"
