@@ -5,8 +5,10 @@ problem and the fix), never a traceback, and leaves the workdir's files as they 
 Checkpoints survive kills during writes and deletions, a diverging run, and damage.
 """
 
+import asyncio
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -23,7 +25,7 @@ import pytest
 from PIL import Image
 
 from conftest import CONFIGS, REPO_ROOT, subprocess_env
-from wgan_gp import exit_codes, train
+from wgan_gp import checkpoint, exit_codes, train
 from wgan_gp.checkpoint import Checkpointer, DamagedCheckpointError, abstract_like
 from wgan_gp.config import load_config
 
@@ -330,6 +332,28 @@ def test_resume_falls_back_to_the_newest_checkpoint_that_restores(toy_copy, dama
   assert str(kept[0]) in warnings[0]
   good, bad, _ = _classify(toy_copy / "checkpoints", _abstract_state())
   assert good == [10, 20] and bad == []
+
+
+def test_late_reads_of_a_failed_restore_stay_off_stderr(monkeypatch, capsys):
+  """TensorStore threads that call back into orbax's closed loop print through
+  sys.excepthook, from a traceback that starts in call_soon_threadsafe; only that is
+  dropped, and any other uncaught error still prints."""
+  monkeypatch.setattr(sys, "excepthook", sys.__excepthook__)
+  monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)
+  monkeypatch.setattr(logging.getLogger("asyncio"), "filters", [])
+  loop = asyncio.new_event_loop()
+  loop.close()
+  try:
+    loop.call_soon_threadsafe(print)
+  except RuntimeError as error:
+    closed = error
+  checkpoint._ignore_late_reads_of_failed_restores()
+  sys.excepthook(RuntimeError, closed, closed.__traceback__.tb_next)  # as from native code
+  assert capsys.readouterr().err == ""
+  sys.excepthook(RuntimeError, closed, closed.__traceback__)  # called from Python code
+  sys.excepthook(ValueError, ValueError("other"), None)
+  err = capsys.readouterr().err
+  assert "Event loop is closed" in err and "ValueError: other" in err
 
 
 def test_no_checkpoint_restores_fails_in_one_line_and_touches_nothing(toy_copy):

@@ -247,14 +247,24 @@ def _from_orbax(error: BaseException | None) -> bool:
   return False
 
 
+def _closed_loop_called_back_from_native_thread(error, traceback) -> bool:
+  """'Event loop is closed' from a call_soon_threadsafe that no Python code made."""
+  return (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+          and traceback is not None
+          and traceback.tb_frame.f_code.co_name == "call_soon_threadsafe"
+          and traceback.tb_frame.f_code.co_filename.endswith("base_events.py"))
+
+
 def _ignore_late_reads_of_failed_restores() -> None:
   """A failed restore leaves TensorStore reads in flight. Each ends later, in orbax's
   event loop, as an 'exception was never retrieved' log record, an unraisable exception
-  of a collected coroutine, or 'Event loop is closed': tracebacks on stderr about an
-  error already reported in one line. Keep just those off the console."""
+  of a collected coroutine, or 'Event loop is closed' (raised when TensorStore's threads
+  call back into the closed loop, and printed through sys.excepthook): tracebacks on
+  stderr about an error already reported in one line. Keep just those off the console."""
   previous = sys.unraisablehook
   if getattr(previous, "wgan_gp_filter", False):
     return
+  previous_excepthook = sys.excepthook
 
   def late_read(error) -> bool:
     return _from_orbax(error) or (isinstance(error, RuntimeError)
@@ -264,6 +274,10 @@ def _ignore_late_reads_of_failed_restores() -> None:
     if not late_read(unraisable.exc_value):
       previous(unraisable)
 
+  def excepthook(kind, error, traceback):
+    if not _closed_loop_called_back_from_native_thread(error, traceback):
+      previous_excepthook(kind, error, traceback)
+
   def keep_record(record: logging.LogRecord) -> bool:
     error = record.exc_info[1] if record.exc_info else None
     return not (error is not None and late_read(error)
@@ -271,6 +285,7 @@ def _ignore_late_reads_of_failed_restores() -> None:
 
   hook.wgan_gp_filter = True
   sys.unraisablehook = hook
+  sys.excepthook = excepthook
   logging.getLogger("asyncio").addFilter(keep_record)
 
 
