@@ -6,7 +6,8 @@ Arguments (comma-separated, after a colon):
 Example: python -m wgan_gp.main --config=configs/toy2d.py:8gaussians --workdir=runs/toy8
 """
 
-from wgan_gp.config import TOY_SOURCES, base_config, parse_args
+from wgan_gp.config import base_config, parse_args
+from wgan_gp.data import TOY_SOURCES
 
 
 def get_config(arg: str = ""):

@@ -79,7 +79,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "experiments"))
-from wgan_gp import losses, parallel, train  # noqa: E402
+from wgan_gp import gan_state, iteration, losses, parallel  # noqa: E402
 from wgan_gp.config import base_config  # noqa: E402
 
 try:
@@ -181,7 +181,7 @@ def iteration_gflop(arch, batch, n_critic, width) -> float:
   once, so the two halves of an iteration are lowered on their own here.
   """
   config = make_config(arch, batch, n_critic, width)
-  gan = train.build_gan(config)
+  gan = gan_state.build_gan(config)
   g_params, d_params = jax.eval_shape(lambda: gan.init(0))
   images = jax.ShapeDtypeStruct((batch, *IMAGE_SHAPE), jnp.float32)
   z = jax.ShapeDtypeStruct((batch, config.model.z_dim), jnp.float32)
@@ -209,13 +209,13 @@ class JaxVariant:
     self.name = f"jax {conv_impl} {compute_dtype}"
     self.framework, self.dtype = "jax", compute_dtype
     config = make_config(arch, batch, args.n_critic, args.width, conv_impl, compute_dtype)
-    gan = train.build_gan(config, parallel.AXIS_NAME)
-    self.state = parallel.replicate(train.create_train_state(config, gan))
+    gan = gan_state.build_gan(config, parallel.AXIS_NAME)
+    self.state = parallel.replicate(gan_state.create_train_state(config, gan))
     rng = np.random.default_rng(0)
     self.batch = parallel.shard_batch(
         rng.integers(0, 256, (args.n_critic, batch, *IMAGE_SHAPE), dtype=np.uint8))
     start = time.perf_counter()
-    self.step = train.make_train_step(config, gan).lower(self.state, self.batch).compile()
+    self.step = iteration.make_train_step(config, gan).lower(self.state, self.batch).compile()
     self.compile_s = time.perf_counter() - start
     stats = self.step.memory_analysis()
     self.xla_buffer_bytes = None if stats is None else (
@@ -240,7 +240,7 @@ class TorchVariant:
     self.framework, self.dtype, self.mode = "torch", dtype, mode
     self.device = "cuda" if on_gpu() else "cpu"
     config = make_config(arch, batch, args.n_critic, args.width)
-    g_params, d_params = train.build_gan(config).init(config.seed)
+    g_params, d_params = gan_state.build_gan(config).init(config.seed)
     generator, critic = torch_reference.build_torch_gan(
         config.model, IMAGE_SHAPE, tf_padding=args.torch_tf_padding)
     torch_reference.params_to_torch(g_params, generator)

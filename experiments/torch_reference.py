@@ -249,7 +249,7 @@ class ResNetGenerator(nn.Module):
 
 
 def build_torch_gan(model_config, data_shape, tf_padding=True):
-  """(generator, critic) ported from `model_config`, as `wgan_gp.models.build_gan`."""
+  """(generator, critic) ported from `model_config`, as `wgan_gp.models.build`."""
   image_size, _, channels = data_shape
   c = model_config
   if c.arch == "dcgan":
@@ -471,12 +471,12 @@ def cross_check(arch: str, batch: int = 8, width: int = 64, image_size: int = 64
   import jax
   from wgan_gp import losses
   from wgan_gp.config import base_config
-  from wgan_gp.models import build_gan
+  from wgan_gp import models
 
   config = base_config()
   config.model.arch, config.model.width, config.model.conv_impl = arch, width, conv_impl
   data_shape = (image_size, image_size, 3)
-  gan = build_gan(config.model, data_shape)
+  gan = models.build(config.model, data_shape)
   g_params, d_params = gan.init(seed)
   rng = np.random.default_rng(seed)
   real = rng.uniform(-1, 1, (batch, *data_shape)).astype(np.float32)

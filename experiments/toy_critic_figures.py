@@ -34,7 +34,7 @@ import optax
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from wgan_gp import losses, train, vectorized  # noqa: E402
+from wgan_gp import gan_state, losses, vectorized  # noqa: E402
 from wgan_gp.config import load_config  # noqa: E402
 from wgan_gp.data import create_source  # noqa: E402
 
@@ -80,9 +80,9 @@ FIG1A_SETTINGS = {
 
 def train_critic_against_noisy_data(config, steps: int, batch: int = 256):
   """A critic alone, trained with config's loss against real data + N(0, I) noise."""
-  gan = train.build_gan(config)
+  gan = gan_state.build_gan(config)
   source = create_source(config.data, config.seed)
-  _, d_optimizer = train.make_optimizers(config)
+  _, d_optimizer = gan_state.make_optimizers(config)
   loss = losses.get_loss(config.loss)
   _, d_params = gan.init(config.seed)
   opt_state = d_optimizer.init(d_params)
@@ -213,7 +213,7 @@ def fig1b(steps: int, width: int, depth: int, record_at: list[int]):
     if real is None:
       real = vec.source.sample_batch(jax.random.PRNGKey(123), 256)
       z = jax.random.normal(jax.random.PRNGKey(124), (256, vec.gan.z_dim))
-      sampler = train.build_gan(config)
+      sampler = gan_state.build_gan(config)
       measure = jax.jit(lambda state: activation_gradient_norms(sampler, state, real, z))
       # The written-out critic is the model's critic.
       _, d_params = sampler.init(0)

@@ -19,7 +19,7 @@ import jax
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from wgan_gp import data, parallel, train, vectorized  # noqa: E402
+from wgan_gp import data, gan_state, iteration, parallel, vectorized  # noqa: E402
 from wgan_gp.config import load_config  # noqa: E402
 
 SETTINGS = {"model.width": 256, "model.mlp_depth": 3, "batch_size": 256, "n_critic": 5,
@@ -38,10 +38,10 @@ def time_sequential(config, trials, steps):
   for trial in trials:
     trial_config = vectorized.with_overrides(config, trial)
     start = time.perf_counter()
-    gan = train.build_gan(trial_config, parallel.AXIS_NAME)
+    gan = gan_state.build_gan(trial_config, parallel.AXIS_NAME)
     source = data.create_source(trial_config.data, trial_config.seed)
-    state = parallel.replicate(train.create_train_state(trial_config, gan))
-    step = train.make_train_step(trial_config, gan, source)
+    state = parallel.replicate(gan_state.create_train_state(trial_config, gan))
+    step = iteration.make_train_step(trial_config, gan, source)
     state, metrics = step(state, None)
     jax.block_until_ready(metrics)
     compile_seconds += time.perf_counter() - start

@@ -40,11 +40,11 @@ def gan_losses_and_grads_fn(image_size: int, batch: int, **model_overrides):
 
   from wgan_gp import losses
   from wgan_gp.config import base_config
-  from wgan_gp.models import build_gan
+  from wgan_gp import models
 
   config = base_config().model
   config.update(**model_overrides)
-  gan = build_gan(config, (image_size, image_size, 3))
+  gan = models.build(config, (image_size, image_size, 3))
   g_params, d_params = gan.init(0)
   keys = jax.random.split(jax.random.PRNGKey(1), 3)
   real = jax.random.uniform(keys[0], (batch, image_size, image_size, 3), minval=-1, maxval=1)

@@ -10,16 +10,16 @@ import jax
 import numpy as np
 
 from conftest import CONFIGS
-from wgan_gp import data, parallel, train
+from wgan_gp import data, gan_state, iteration, parallel
 from wgan_gp.config import load_config
 
 
 def run(config_path, steps, batches=None):
   config = load_config(str(CONFIGS / config_path))
-  gan = train.build_gan(config, parallel.AXIS_NAME)
+  gan = gan_state.build_gan(config, parallel.AXIS_NAME)
   source = data.ToySource(config.data.source) if batches is None else None
-  state = parallel.replicate(train.create_train_state(config, gan))
-  step = train.make_train_step(config, gan, source)
+  state = parallel.replicate(gan_state.create_train_state(config, gan))
+  step = iteration.make_train_step(config, gan, source)
   for i in range(steps):
     state, _ = step(state, None if batches is None else parallel.shard_batch(batches[i]))
   host = parallel.unreplicate(state)

@@ -44,7 +44,7 @@ def test_iteration_gflop_counts_the_penalty_double_backward():
   # several critic forwards per update, so it must dwarf one generator-plus-critic forward.
   gflop = benchmark.iteration_gflop("dcgan", batch=2, n_critic=5, width=8)
   config = benchmark.make_config("dcgan", 2, 5, 8)
-  gan = benchmark.train.build_gan(config)
+  gan = benchmark.gan_state.build_gan(config)
   g_params, d_params = jax.eval_shape(lambda: gan.init(0))
   z = jax.ShapeDtypeStruct((2, config.model.z_dim), jnp.float32)
   forward_gflop = benchmark._cost_flops(

@@ -12,7 +12,7 @@ from PIL import Image
 from conftest import CONFIGS, REPO_ROOT, subprocess_env
 from test_main import _checkpoint_steps, _read_jsonl, _run_main, _write_image_folder
 from wgan_gp import exit_codes, plot, pretrained
-from wgan_gp.config import load_config
+from wgan_gp.config import get_dotted, load_config
 
 
 @pytest.mark.parametrize("recipe", ["cpu", "gpu"])
@@ -23,7 +23,7 @@ def test_recipe_smoke_variant_trains_through_main(tmp_path, recipe):
   smoke = load_config(str(CONFIGS / f"celeba64.py:{recipe},smoke"))
   for key in ("n_critic", "optim.critic.learning_rate", "optim.generator.learning_rate",
               "optim.critic.b1", "ema_decay"):
-    assert _get(smoke, key) == _get(config, key), key  # the smoke variant keeps the recipe
+    assert get_dotted(smoke.to_dict(), key) == get_dotted(config.to_dict(), key), key  # the smoke variant keeps the recipe
   folder = _write_image_folder(tmp_path / "faces")
   workdir = tmp_path / "run"
   _run_main(f"celeba64.py:{recipe},smoke", workdir, "--config.data.source=images",
@@ -35,19 +35,13 @@ def test_recipe_smoke_variant_trains_through_main(tmp_path, recipe):
   assert (workdir / "samples" / f"step_{smoke.num_train_steps:07d}.png").exists()
 
 
-def _get(config, dotted):
-  for part in dotted.split("."):
-    config = config[part]
-  return config
-
-
 def test_eval_records_carry_training_seconds_and_the_budget_stops_the_run(tmp_path):
   workdir = tmp_path / "toy"
   _run_main("toy2d.py:smoke", workdir, "--config.num_train_steps=1000000",
-            "--config.train_minutes=0.2", "--config.eval_every=2000",
+            "--config.train_minutes=0.2", "--config.eval_every=800",
             "--config.checkpoint_every=100000")
   last = _checkpoint_steps(workdir)[-1]
-  assert 2000 < last < 1_000_000  # stopped by the budget, with a final checkpoint
+  assert 800 < last < 1_000_000  # stopped by the budget, with a final checkpoint
   evals = _read_jsonl(workdir / "eval.jsonl")
   seconds = [e["eval/training_seconds"] for e in evals]
   assert evals[-1]["step"] == last
@@ -57,7 +51,7 @@ def test_eval_records_carry_training_seconds_and_the_budget_stops_the_run(tmp_pa
   assert metrics[-1]["training_seconds"] <= seconds[-1] + 1e-6
   # The budget is kept across resumes: a rerun trains nothing and keeps the files.
   result = _run_main("toy2d.py:smoke", workdir, "--config.num_train_steps=1000000",
-                     "--config.train_minutes=0.2", "--config.eval_every=2000",
+                     "--config.train_minutes=0.2", "--config.eval_every=800",
                      "--config.checkpoint_every=100000")
   assert "budget of 0.2 min is spent" in result.stderr
   assert _checkpoint_steps(workdir)[-1] == last

@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 
 from conftest import CONFIGS, REPO_ROOT, subprocess_env
-from wgan_gp import checkpoint, exit_codes, train
+from wgan_gp import checkpoint, exit_codes, gan_state
 from wgan_gp.checkpoint import Checkpointer, DamagedCheckpointError, abstract_like
 from wgan_gp.config import load_config
 
@@ -71,8 +71,8 @@ def _hashes(folder):
 
 def _abstract_state(config_name="toy2d.py:smoke", overrides=None):
   config = load_config(str(CONFIGS / config_name), overrides)
-  gan = train.build_gan(config)
-  return abstract_like(jax.eval_shape(lambda: train.create_train_state(config, gan)))
+  gan = gan_state.build_gan(config)
+  return abstract_like(jax.eval_shape(lambda: gan_state.create_train_state(config, gan)))
 
 
 def _classify(directory, abstract):
@@ -404,7 +404,7 @@ def test_checkpoint_with_non_finite_values_is_never_written_nor_resumed(tmp_path
   import orbax.checkpoint as ocp
   from wgan_gp.checkpoint import NonFiniteStateError
   config = load_config(str(CONFIGS / "toy2d.py:smoke"))
-  state = jax.device_get(train.create_train_state(config, train.build_gan(config)))
+  state = jax.device_get(gan_state.create_train_state(config, gan_state.build_gan(config)))
   broken = state.replace(ema_g_params=jax.tree.map(lambda x: np.full_like(x, np.inf),
                                                      state.ema_g_params))
   checkpointer = Checkpointer(str(tmp_path / "c"), keep=3)

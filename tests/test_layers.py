@@ -124,16 +124,16 @@ def test_fast_impl_compiles_to_no_slow_convolution(arch):
 def test_train_step_compiles_to_no_slow_convolution(n_critic):
   """The whole pmapped iteration, for every n_critic: a critic loop left as a loop (a
   length-1 scan is one) put weight gradients in transposed layouts, 10x slower."""
-  from wgan_gp import parallel, train
+  from wgan_gp import gan_state, iteration, parallel
   from wgan_gp.config import base_config
   config = base_config()
   config.model.update(arch="dcgan", width=8, z_dim=8)
   config.data.image_size = 16
   config.batch_size, config.n_critic = 2, n_critic
-  gan = train.build_gan(config, parallel.AXIS_NAME)
-  state = parallel.replicate(train.create_train_state(config, gan))
+  gan = gan_state.build_gan(config, parallel.AXIS_NAME)
+  state = parallel.replicate(gan_state.create_train_state(config, gan))
   batch = parallel.shard_batch(np.zeros((n_critic, 2, 16, 16, 3), np.uint8))
-  compiled = train.make_train_step(config, gan).lower(state, batch).compile()
+  compiled = iteration.make_train_step(config, gan).lower(state, batch).compile()
   slow, total = _slow_convolutions_in(compiled.as_text())
   assert total > 10 * n_critic
   assert slow == []

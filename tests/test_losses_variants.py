@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import CONFIGS
-from wgan_gp import data, losses, parallel, train
+from wgan_gp import data, gan_state, iteration, losses, parallel, validation
 from wgan_gp.config import load_config
 
 _CLIP = {"loss.name": "wgan-clip", "loss.clip_value": 0.01,
@@ -61,7 +61,7 @@ def test_wgan_clip_has_no_penalty_in_its_loss_and_clips_every_parameter():
 
 def test_rmsprop_update_is_the_original_wgans():
   config = load_config(str(CONFIGS / "toy2d.py:smoke"), _CLIP)
-  optimizer = train.make_optimizer(config.optim.critic, 100)
+  optimizer = gan_state.make_optimizer(config.optim.critic, 100)
   params = jnp.array([1.0, -2.0])
   grads = jnp.array([0.3, -1e-3])
   opt_state = optimizer.init(params)
@@ -77,14 +77,14 @@ def test_rmsprop_update_is_the_original_wgans():
 def test_every_loss_runs_the_same_step_and_logs_the_same_metrics(overrides):
   config = load_config(str(CONFIGS / "toy2d.py:smoke"),
                        {"model.width": 8, "batch_size": 8, "n_critic": 2, **overrides})
-  train.validate_config(config)
-  gan = train.build_gan(config, parallel.AXIS_NAME)
+  validation.validate_config(config)
+  gan = gan_state.build_gan(config, parallel.AXIS_NAME)
   source = data.create_source(config.data, config.seed)
-  state = parallel.replicate(train.create_train_state(config, gan))
-  step = train.make_train_step(config, gan, source)
+  state = parallel.replicate(gan_state.create_train_state(config, gan))
+  step = iteration.make_train_step(config, gan, source)
   for _ in range(2):
     state, metrics = step(state, None)
-  values = train.host_metrics(metrics)
+  values = iteration.host_metrics(metrics)
   assert set(values) == {"critic_loss", "wasserstein", "gradient_penalty",
                          "interp_grad_norm_mean", "interp_grad_norm_max", "critic_grad_norm",
                          "generator_loss", "generator_grad_norm"}
@@ -100,11 +100,11 @@ def test_every_loss_runs_the_same_step_and_logs_the_same_metrics(overrides):
 
 def test_unknown_loss_and_bad_clip_value_are_refused():
   config = load_config(str(CONFIGS / "toy2d.py:smoke"), {"loss.name": "wgan"})
-  with pytest.raises(train.ConfigError, match="expected one of wgan-gp, wgan-clip, gan"):
-    train.validate_config(config)
+  with pytest.raises(validation.ConfigError, match="expected one of wgan-gp, wgan-clip, gan"):
+    validation.validate_config(config)
   config = load_config(str(CONFIGS / "toy2d.py:smoke"), {**_CLIP, "loss.clip_value": 0.0})
-  with pytest.raises(train.ConfigError, match="clip_value=0.0 must be > 0"):
-    train.validate_config(config)
+  with pytest.raises(validation.ConfigError, match="clip_value=0.0 must be > 0"):
+    validation.validate_config(config)
   config = load_config(str(CONFIGS / "toy2d.py:smoke"), {"optim.critic.name": "sgd"})
-  with pytest.raises(train.ConfigError, match="expected 'adam' or 'rmsprop'"):
-    train.validate_config(config)
+  with pytest.raises(validation.ConfigError, match="expected 'adam' or 'rmsprop'"):
+    validation.validate_config(config)

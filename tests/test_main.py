@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from conftest import CELEBA_TAR, CONFIGS, REPO_ROOT, requires_celeba_tar, subprocess_env
-from wgan_gp import exit_codes, train
+from wgan_gp import exit_codes, gan_state
 from wgan_gp.checkpoint import Checkpointer, abstract_like
 from wgan_gp.config import load_config
 
@@ -57,9 +57,9 @@ def _checkpoint_steps(workdir):
 
 def _restore_params(config_name, workdir, overrides=None):
   config = load_config(str(CONFIGS / config_name), overrides)
-  gan = train.build_gan(config)
+  gan = gan_state.build_gan(config)
   checkpointer = Checkpointer(str(workdir / "checkpoints"), keep=5)
-  state, position = checkpointer.restore(abstract_like(train.create_train_state(config, gan)))
+  state, position = checkpointer.restore(abstract_like(gan_state.create_train_state(config, gan)))
   checkpointer.close()
   return state, position
 

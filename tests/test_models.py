@@ -3,8 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from wgan_gp import models
 from wgan_gp.config import base_config
-from wgan_gp.models import build_gan
 
 
 def _model_config(arch, width=4, **overrides):
@@ -23,7 +23,7 @@ def _leaf_paths(tree):
 
 @pytest.mark.parametrize("arch,size", [("dcgan", 64), ("dcgan", 32), ("resnet", 64)])
 def test_image_models_shapes_and_ranges(arch, size):
-  gan = build_gan(_model_config(arch), (size, size, 3))
+  gan = models.build(_model_config(arch), (size, size, 3))
   g_params, d_params = gan.init(0)
   z = jax.random.normal(jax.random.PRNGKey(1), (3, 16))
   images = jax.jit(gan.generate)(g_params, z)
@@ -35,7 +35,7 @@ def test_image_models_shapes_and_ranges(arch, size):
 
 
 def test_dcgan_64_follows_the_paper_layout():
-  gan = build_gan(_model_config("dcgan", width=64, z_dim=128), (64, 64, 3))
+  gan = models.build(_model_config("dcgan", width=64, z_dim=128), (64, 64, 3))
   shapes = jax.eval_shape(lambda: gan.init(0))
   g_shapes, d_shapes = (sorted(x.shape for x in jax.tree.leaves(t) if len(x.shape) == 4)
                         for t in shapes)
@@ -49,7 +49,7 @@ def test_dcgan_64_follows_the_paper_layout():
 def test_critic_scores_each_sample_independently():
   # The per-sample penalty is only meaningful if no sample influences another's score.
   for arch in ("dcgan", "resnet"):
-    gan = build_gan(_model_config(arch), (32, 32, 3))
+    gan = models.build(_model_config(arch), (32, 32, 3))
     _, d_params = gan.init(0)
     x = jax.random.normal(jax.random.PRNGKey(2), (4, 32, 32, 3))
     changed = x.at[1:].set(jax.random.normal(jax.random.PRNGKey(3), (3, 32, 32, 3)))
@@ -59,7 +59,7 @@ def test_critic_scores_each_sample_independently():
 
 
 def test_mlp_pair():
-  gan = build_gan(_model_config("mlp", width=32, z_dim=2, mlp_depth=3), (2,))
+  gan = models.build(_model_config("mlp", width=32, z_dim=2, mlp_depth=3), (2,))
   g_params, d_params = gan.init(0)
   assert gan.generate(g_params, jnp.zeros((5, 2))).shape == (5, 2)
   assert gan.criticize(d_params, jnp.zeros((5, 2))).shape == (5,)
@@ -77,4 +77,4 @@ def test_bad_model_configs_fail_clearly(overrides, shape, message):
   config = _model_config("dcgan")
   config.update(overrides)
   with pytest.raises(ValueError, match=message):
-    build_gan(config, shape)
+    models.build(config, shape)

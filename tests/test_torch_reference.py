@@ -17,7 +17,7 @@ sys.path.insert(0, str(REPO_ROOT / "experiments"))
 import torch_reference  # noqa: E402
 
 from wgan_gp.config import base_config  # noqa: E402
-from wgan_gp.models import build_gan  # noqa: E402
+from wgan_gp import models  # noqa: E402
 
 
 @pytest.mark.parametrize("arch,conv_impl", [("dcgan", "xla"), ("dcgan", "fast"),
@@ -37,7 +37,7 @@ def test_weights_round_trip():
   for arch in ("dcgan", "resnet"):
     config = base_config().model
     config.update(arch=arch, width=4, z_dim=8)
-    gan = build_gan(config, (32, 32, 3))
+    gan = models.build(config, (32, 32, 3))
     for params, module in zip(gan.init(0), torch_reference.build_torch_gan(config, (32, 32, 3))):
       torch_reference.params_to_torch(params, module)
       back = torch_reference.params_from_torch(module)

@@ -9,7 +9,7 @@ import optax
 from jax import monitoring
 
 from conftest import CONFIGS, REPO_ROOT, subprocess_env
-from wgan_gp import data, losses, parallel, train
+from wgan_gp import data, gan_state, iteration, losses, parallel
 from wgan_gp.checkpoint import Checkpointer, abstract_like
 from wgan_gp.config import load_config
 
@@ -21,29 +21,29 @@ monitoring.register_event_duration_secs_listener(
 
 def _toy_setup(**overrides):
   config = load_config(str(CONFIGS / "toy2d.py:smoke"), overrides)
-  gan = train.build_gan(config, parallel.AXIS_NAME)
+  gan = gan_state.build_gan(config, parallel.AXIS_NAME)
   source = data.create_source(config.data, config.seed)
   return config, gan, source
 
 
 def _reference_iteration(state, config, gan, source):
   """One WGAN-GP iteration written as a plain loop, no pmap and no scan."""
-  g_optimizer, d_optimizer = train.make_optimizers(config)
+  g_optimizer, d_optimizer = gan_state.make_optimizers(config)
   indices = jnp.arange(config.batch_size)
   normal = lambda k: jax.random.normal(k, (gan.z_dim,))
   d_params, d_opt_state = state.d_params, state.d_opt_state
   for k in range(config.n_critic):
-    keys = train.sample_keys(state.rng, state.step, (train.CRITIC_STREAM, k), indices)
-    z = train.per_sample(normal, keys, train.Z_SALT)
-    eps = train.per_sample(jax.random.uniform, keys, train.EPS_SALT)
-    real = train.per_sample(source.sample, keys, train.REAL_SALT)
+    keys = iteration.sample_keys(state.rng, state.step, (iteration.CRITIC_STREAM, k), indices)
+    z = iteration.per_sample(normal, keys, iteration.Z_SALT)
+    eps = iteration.per_sample(jax.random.uniform, keys, iteration.EPS_SALT)
+    real = iteration.per_sample(source.sample, keys, iteration.REAL_SALT)
     fake = gan.generate(state.g_params, z)
     grads = jax.grad(lambda p: losses.wgan_gp_critic_loss(
         functools.partial(gan.criticize, p), real, fake, eps, config.loss.gp_weight)[0])(d_params)
     updates, d_opt_state = d_optimizer.update(grads, d_opt_state, d_params)
     d_params = optax.apply_updates(d_params, updates)
-  keys = train.sample_keys(state.rng, state.step, (train.GENERATOR_STREAM,), indices)
-  z = train.per_sample(normal, keys, train.Z_SALT)
+  keys = iteration.sample_keys(state.rng, state.step, (iteration.GENERATOR_STREAM,), indices)
+  z = iteration.per_sample(normal, keys, iteration.Z_SALT)
   g_grads = jax.grad(lambda g: -jnp.mean(gan.criticize(d_params, gan.generate(g, z))))(
       state.g_params)
   updates, _ = g_optimizer.update(g_grads, state.g_opt_state, state.g_params)
@@ -52,17 +52,17 @@ def _reference_iteration(state, config, gan, source):
 
 def test_step_equals_plain_loop_of_critic_then_generator_updates():
   config, gan, source = _toy_setup()
-  host_state = train.create_train_state(config, gan)
+  host_state = gan_state.create_train_state(config, gan)
   expected_g, expected_d = jax.jit(
       lambda s: _reference_iteration(s, config, gan, source))(host_state)
-  step = train.make_train_step(config, gan, source)
+  step = iteration.make_train_step(config, gan, source)
   new_state, metrics = step(parallel.replicate(host_state), None)
   new_state = parallel.unreplicate(new_state)
   assert int(new_state.step) == 1
   for got, want in zip(jax.tree.leaves((new_state.g_params, new_state.d_params)),
                        jax.tree.leaves((expected_g, expected_d))):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-  values = train.host_metrics(metrics)
+  values = iteration.host_metrics(metrics)
   assert set(values) >= {"critic_loss", "wasserstein", "gradient_penalty", "interp_grad_norm_mean",
                          "interp_grad_norm_max", "generator_loss", "critic_grad_norm",
                          "generator_grad_norm"}
@@ -71,8 +71,8 @@ def test_step_equals_plain_loop_of_critic_then_generator_updates():
 
 def test_step_compiles_once_across_steps_and_a_checkpoint_restore(tmp_path):
   config, gan, source = _toy_setup()
-  host_state = train.create_train_state(config, gan)
-  step = train.make_train_step(config, gan, source)
+  host_state = gan_state.create_train_state(config, gan)
+  step = iteration.make_train_step(config, gan, source)
   state, metrics = step(parallel.replicate(host_state), None)
   jax.block_until_ready(metrics)
   compiled_before = len(_compilations)
@@ -95,10 +95,10 @@ def test_step_compiles_once_across_steps_and_a_checkpoint_restore(tmp_path):
 
 def test_same_seed_same_result_different_seed_different_result():
   config, gan, source = _toy_setup()
-  step = train.make_train_step(config, gan, source)
+  step = iteration.make_train_step(config, gan, source)
 
   def params_after_two_steps(seed):
-    state = parallel.replicate(train.create_train_state(config, gan, seed=seed))
+    state = parallel.replicate(gan_state.create_train_state(config, gan, seed=seed))
     for _ in range(2):
       state, _ = step(state, None)
     return jax.tree.leaves(parallel.unreplicate(state).g_params)

@@ -22,8 +22,9 @@ from wgan_gp.data import create_source
 from wgan_gp.models import GAN
 from wgan_gp.parallel import (AXIS_NAME, prefetch_to_devices, replicate, shard_batch,
                               unreplicate)
-from wgan_gp.train import (GANState, build_gan, create_train_state, host_metrics,
-                           make_train_step, train_and_evaluate, train_step)
+from wgan_gp.gan_state import GANState, build_gan, create_train_state
+from wgan_gp.iteration import host_metrics, make_train_step, train_step
+from wgan_gp.train import train_and_evaluate
 
 __all__ = [
     "AXIS_NAME", "GAN", "GANState", "base_config", "build_gan", "create_source",

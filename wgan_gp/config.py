@@ -12,8 +12,6 @@ import os
 
 import ml_collections
 
-TOY_SOURCES = ("25gaussians", "8gaussians", "swissroll")
-IMAGE_SOURCES = ("images", "tfds")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -136,37 +134,16 @@ NUMERIC_RANGES = {
 
 
 def check_ranges(config) -> None:
-  """Raises ValueError naming the first field outside its meaningful range, or an
-  unknown data source (before a model or a loader blames something else)."""
-  source = config.data.source
-  if source not in TOY_SOURCES + IMAGE_SOURCES:
-    raise ValueError(f"unknown config.data.source {source!r}: expected one of "
-                     f"{', '.join(TOY_SOURCES + IMAGE_SOURCES)}")
+  """Raises ValueError naming the first field outside its meaningful range."""
   current = config.to_dict()
   for key, (ok, must_be) in NUMERIC_RANGES.items():
-    value = _get_dotted(current, key)
+    value = get_dotted(current, key)
     if value is None:  # a config from before the field existed
       continue
     if isinstance(value, bool) or not isinstance(value, (int, float)):
       raise ValueError(f"config.{key}={value!r} must be a number")
     if not (math.isfinite(value) and ok(value)):
       raise ValueError(f"config.{key}={value} must be {must_be}: set --config.{key}")
-
-
-def setting_changes(saved: dict, config) -> list[str]:
-  """Every field where `config` differs from a saved config, as 'key: old -> new'.
-
-  Fields the saved config lacks (added to the code since) are not changes.
-  """
-  def flatten(d, prefix=""):
-    for key, value in d.items():
-      if isinstance(value, dict):
-        yield from flatten(value, f"{prefix}{key}.")
-      else:
-        yield prefix + key, value
-  old = dict(flatten(saved))
-  return [f"{key}: {old[key]!r} -> {value!r}" for key, value in flatten(config.to_dict())
-          if key in old and old[key] != value]
 
 
 def load_config(path: str, overrides: dict | None = None) -> ml_collections.ConfigDict:
@@ -183,11 +160,11 @@ def load_config(path: str, overrides: dict | None = None) -> ml_collections.Conf
   config = module.get_config(arg) if arg else module.get_config()
   config.lock()
   for key, value in (overrides or {}).items():
-    _set_dotted(config, key, value)
+    set_dotted(config, key, value)
   return config
 
 
-def _set_dotted(config, dotted_key, value):
+def set_dotted(config, dotted_key: str, value) -> None:
   *parents, leaf = dotted_key.split(".")
   node = config
   for part in parents:
@@ -204,35 +181,8 @@ def to_json(config) -> str:
   return json.dumps(config.to_dict(), indent=2, sort_keys=True)
 
 
-# Fields that determine the shapes in the training state: a checkpoint written under
-# one value cannot be restored under another.
-STATE_DEFINING_FIELDS = (
-    "model.arch", "model.z_dim", "model.width", "model.mlp_depth", "model.critic_norm",
-    "model.generator_norm", "data.image_size", "loss.name", "optim.generator.name",
-    "optim.critic.name",
-)
-
-
-def state_incompatibilities(saved: dict, config) -> list[str]:
-  """The state-defining fields where a saved config differs from `config`."""
-  current = config.to_dict()
-  differences = []
-  for key in STATE_DEFINING_FIELDS:
-    old, new = _get_dotted(saved, key), _get_dotted(current, key)
-    if old != new:
-      differences.append(f"{key}: {old!r} -> {new!r}")
-  if _data_kind(saved) != _data_kind(current):
-    differences.append(
-        f"data.source: {_get_dotted(saved, 'data.source')!r} -> {current['data']['source']!r}")
-  return differences
-
-
-def _data_kind(config_dict):
-  source = _get_dotted(config_dict, "data.source")
-  return "toy" if source in TOY_SOURCES else "images"
-
-
-def _get_dotted(d, dotted_key):
+def get_dotted(d: dict, dotted_key: str):
+  """d["a"]["b"] for "a.b"; None where a part is missing (a config from older code)."""
   for part in dotted_key.split("."):
     if not isinstance(d, dict) or part not in d:
       return None

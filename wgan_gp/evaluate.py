@@ -12,7 +12,7 @@ import sys
 
 from absl import app, flags
 
-from wgan_gp import data, evaluation, exit_codes
+from wgan_gp import data, evaluators, exit_codes
 from wgan_gp.data import DataError
 
 FLAGS = flags.FLAGS
@@ -41,11 +41,11 @@ def evaluate_run(workdir: str, num_samples: int | None = None, generator: str = 
   source = data.create_source(config.data, config.seed)
   if source.on_device:
     num_samples = num_samples or config.toy_eval_samples
-    results = evaluation.ToyEvaluator(source, run.gan, num_samples, seed)(g_params)
+    results = evaluators.ToyEvaluator(source, run.gan, num_samples, seed)(g_params)
   else:
-    names = evaluation.parse_metrics(metrics or config.eval_metrics or "fid,kid")
-    evaluation.check_metrics_available(names, flag="--metrics")
-    evaluator = evaluation.ImageEvaluator(source, run.gan, names,
+    names = evaluators.parse_metrics(metrics or config.eval_metrics or "fid,kid")
+    evaluators.check_metrics_available(names, flag="--metrics")
+    evaluator = evaluators.ImageEvaluator(source, run.gan, names,
                                           num_samples or config.eval_samples, seed)
     num_samples = evaluator.num_samples
     results = evaluator(g_params)

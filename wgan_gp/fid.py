@@ -25,7 +25,7 @@ from absl import app, flags
 from PIL import Image
 
 from wgan_gp.data.images import DataError, crop_and_resize, read_images
-from wgan_gp.evaluation import inception_metrics
+from wgan_gp.evaluators import inception_metrics
 from wgan_gp.metrics import fid, inception
 from wgan_gp.metrics.inception_score import inception_score
 

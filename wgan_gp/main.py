@@ -17,7 +17,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from wgan_gp import distributed, exit_codes, stopping, train
+from wgan_gp import distributed, exit_codes, stopping, train, validation
 from wgan_gp.data import DataError
 from wgan_gp.metrics.inception import WeightsError
 
@@ -98,12 +98,12 @@ def main(argv):
     if FLAGS.distributed or FLAGS.coordinator_address:
       distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
                              FLAGS.distributed_timeout)
-    train.check_workdir_path(FLAGS.workdir)  # bad input: one line, before anything else
-    train.validate_config(FLAGS.config)
+    validation.check_workdir_path(FLAGS.workdir)  # bad input: one line, before anything else
+    validation.validate_config(FLAGS.config)
     logging.info("JAX process %d/%d, local devices: %s", jax.process_index(),
                  jax.process_count(), jax.local_devices())
     state = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except (train.ConfigError, DataError, train.IncompatibleCheckpointError,
+  except (validation.ConfigError, DataError, validation.IncompatibleCheckpointError,
           checkpoint.DamagedCheckpointError, distributed.DistributedError,
           WeightsError) as error:
     print(f"error: {error}", file=sys.stderr)

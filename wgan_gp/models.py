@@ -1,6 +1,6 @@
 """Generators and critics of the WGAN-GP paper, exposed as pure functions.
 
-`build_gan(model_config, data_shape)` returns a `GAN` whose `generate(g_params, z)`
+`build(model_config, data_shape)` returns a `GAN` whose `generate(g_params, z)`
 and `criticize(d_params, x)` are pure functions of (params, input). Architectures:
 
 - `dcgan`: the DCGAN pair of the paper's 64×64 code (5×5 stride-2 convolutions,
@@ -282,7 +282,7 @@ ARCHITECTURES: dict[str, Callable] = {
 ARCHS = tuple(ARCHITECTURES)
 
 
-def build_gan(model_config, data_shape, axis_name: str | None = None) -> GAN:
+def build(model_config, data_shape, axis_name: str | None = None) -> GAN:
   """The GAN named by `model_config.arch` for data of shape `data_shape` (no batch axis).
 
   `axis_name`: the pmap axis over which the generator's BatchNorm shares batch

@@ -71,7 +71,7 @@ def load(name_or_path: str) -> Generator:
     info = json.load(f)
   model_config = ml_collections.ConfigDict(info["model"])
   size = info["data"]["image_size"]
-  gan = models.build_gan(model_config, (size, size, 3))
+  gan = models.build(model_config, (size, size, 3))
   expected = traverse_util.flatten_dict(
       jax.eval_shape(lambda: gan.init(0))[0], sep="/")
   with np.load(os.path.join(folder, PARAMS_FILE), allow_pickle=False) as arrays:

@@ -7,11 +7,11 @@ from typing import NamedTuple
 import jax
 import ml_collections
 
-from wgan_gp import train
+from wgan_gp import gan_state
 from wgan_gp.checkpoint import (CheckpointMismatchError, Checkpointer, DamagedCheckpointError,
                                 abstract_like)
 from wgan_gp.models import GAN
-from wgan_gp.train import GANState
+from wgan_gp.gan_state import GANState
 
 
 class Run(NamedTuple):
@@ -35,8 +35,8 @@ def load_run(workdir: str, step: int | None = None, best: bool = False) -> Run:
     raise FileNotFoundError(f"no checkpoint in {directory}: the run saved none yet")
   checkpointer = Checkpointer(directory, keep=1, read_only=True)  # never deletes
   try:
-    gan = train.build_gan(config)
-    abstract = abstract_like(jax.eval_shape(lambda: train.create_train_state(config, gan)))
+    gan = gan_state.build_gan(config)
+    abstract = abstract_like(jax.eval_shape(lambda: gan_state.create_train_state(config, gan)))
     try:
       if step is None:
         latest = checkpointer.restore_latest(abstract)

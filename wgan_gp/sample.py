@@ -17,6 +17,7 @@ import numpy as np
 from absl import app, flags
 
 from wgan_gp import exit_codes, pretrained, visualize
+from wgan_gp.evaluators import generate_from_noise
 from wgan_gp.latents import interpolation_latents
 
 FLAGS = flags.FLAGS
@@ -41,9 +42,7 @@ flags.register_multi_flags_validator(
 
 
 def _generate(gan, params, z: np.ndarray, batch_size: int) -> np.ndarray:
-  generate = jax.jit(gan.generate)
-  return np.concatenate([np.asarray(generate(params, z[start:start + batch_size]))
-                         for start in range(0, len(z), batch_size)])
+  return generate_from_noise(jax.jit(gan.generate), params, z, batch_size)
 
 
 def _load_generator():

@@ -49,8 +49,8 @@ import threading
 import time
 from typing import Any, Iterable, Sequence
 
-from wgan_gp import exit_codes, vectorized
-from wgan_gp.config import check_ranges, load_config
+from wgan_gp import exit_codes, validation, vectorized
+from wgan_gp.config import load_config
 from wgan_gp.files import write_atomically
 from wgan_gp.stopping import StopRequest
 
@@ -142,7 +142,7 @@ def load_sweep(path: str, workdir: str, python: str = sys.executable) -> Sweep:
   for name, own in zip(names, own_overrides):
     overrides = {**fixed, **own}
     try:
-      check_ranges(load_config(base_config, overrides))  # a value no trial could run with
+      validation.check_values(load_config(base_config, overrides))  # no trial could run it
     except (KeyError, AttributeError, TypeError, ValueError, SyntaxError, OSError) as error:
       raise SweepError(f"trial {name} of {path}: {_one_line(error)}") from None
     trial_workdir = os.path.join(workdir, name)

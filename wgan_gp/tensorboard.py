@@ -1,9 +1,10 @@
-"""A TensorBoard event-file writer and reader with no TensorFlow, torch or protobuf.
+"""A TensorBoard event-file writer with no TensorFlow, torch or protobuf.
 
 Event files are TFRecord files of serialized `tensorflow.Event` protos. The few
 messages needed here (scalars, PNG images, text) are encoded by hand; TensorBoard reads
-the files as it reads TensorFlow's. `read_scalars` reads them back, e.g. to compare runs
-in a notebook.
+the files as it reads TensorFlow's (tests/test_writers.py reads them with TensorFlow).
+tensorboardX would write the same files, but importing it imports torch wherever torch
+is installed, on every run.
 """
 
 import io
@@ -11,7 +12,6 @@ import os
 import socket
 import struct
 import time
-from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -138,84 +138,3 @@ class EventWriter:
   def close(self) -> None:
     if self._file is not None:
       self._file.close()
-
-
-# ------------------------------------------------------------------------ reader
-
-
-def _records(path: str) -> Iterator[bytes]:
-  with open(path, "rb") as f:
-    while header := f.read(8):
-      (length,) = struct.unpack("<Q", header)
-      (header_crc,) = struct.unpack("<I", f.read(4))
-      record = f.read(length)
-      (record_crc,) = struct.unpack("<I", f.read(4))
-      if header_crc != _masked_crc(header) or record_crc != _masked_crc(record):
-        raise ValueError(f"corrupt record in {path}")
-      yield record
-
-
-def _fields(message: bytes) -> Iterator[tuple[int, int, object]]:
-  position = 0
-  while position < len(message):
-    key, position = _read_varint(message, position)
-    field, wire_type = key >> 3, key & 7
-    if wire_type == 0:
-      value, position = _read_varint(message, position)
-    elif wire_type == 1:
-      value, position = message[position:position + 8], position + 8
-    elif wire_type == 2:
-      length, position = _read_varint(message, position)
-      value, position = message[position:position + length], position + length
-    elif wire_type == 5:
-      value, position = message[position:position + 4], position + 4
-    else:
-      raise ValueError(f"unsupported protobuf wire type {wire_type}")
-    yield field, wire_type, value
-
-
-def _read_varint(data: bytes, position: int) -> tuple[int, int]:
-  result = shift = 0
-  while True:
-    byte = data[position]
-    position += 1
-    result |= (byte & 0x7F) << shift
-    shift += 7
-    if not byte & 0x80:
-      return result, position
-
-
-def read_scalars(path: str) -> list[tuple[int, str, float]]:
-  """(step, tag, value) of every scalar in an event file, in order."""
-  out = []
-  for record in _records(path):
-    step, summary = 0, None
-    for field, _, value in _fields(record):
-      if field == 2:
-        step = value
-      elif field == 5:
-        summary = value
-    for field, _, value in _fields(summary or b""):
-      if field != 1:
-        continue
-      tag, scalar = None, None
-      for f, wire_type, v in _fields(value):
-        if f == 1:
-          tag = v.decode()
-        elif f == 2 and wire_type == 5:
-          scalar = struct.unpack("<f", v)[0]
-      if tag is not None and scalar is not None:
-        out.append((step, tag, scalar))
-  return out
-
-
-def read_tags(path: str) -> set[str]:
-  """Every summary tag in an event file (scalars, images and text)."""
-  tags = set()
-  for record in _records(path):
-    for field, _, summary in _fields(record):
-      if field == 5:
-        for f, _, value in _fields(summary):
-          if f == 1:
-            tags.update(v.decode() for ff, _, v in _fields(value) if ff == 1)
-  return tags

@@ -1,6 +1,6 @@
 """K trials of a toy config trained in one compiled program.
 
-`jax.vmap` runs the training step (`train.train_step`, unchanged) over a stack of K GAN
+`jax.vmap` runs the training step (`iteration.train_step`, unchanged) over a stack of K GAN
 states and K values of the array-valued hyperparameters: the seed (each trial's own
 initial parameters and random streams), λ, c and the two learning rates. Everything
 else (model, batch, n_critic, loss, number of steps) is shared, because it fixes shapes
@@ -26,6 +26,7 @@ where spec.json is {"base_config": "configs/toy2d.py:8gaussians", "trials":
 checkpoints/), so a trial can be continued on its own with the single-run command.
 """
 
+import collections
 import copy
 import functools
 import json
@@ -33,17 +34,15 @@ import logging
 import math
 import os
 import sys
-import time
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from wgan_gp import exit_codes, train
-from wgan_gp.config import load_config
+from wgan_gp import exit_codes, gan_state, iteration, periodic, validation
+from wgan_gp.config import get_dotted, load_config
 from wgan_gp.data import create_source
-from wgan_gp.evaluation import ToyEvaluator
+from wgan_gp.evaluators import ToyEvaluator
 from wgan_gp.parallel import AXIS_NAME
 from wgan_gp.stopping import StopRequest
 from wgan_gp.writers import MetricWriter
@@ -88,11 +87,11 @@ class VectorizedTrials:
     if not self.source.on_device:
       raise ValueError(f"data.source={config.data.source!r}: vectorised runs need data "
                        "sampled on the device (the toy configs)")
-    self.gan = train.build_gan(config, AXIS_NAME)
+    self.gan = gan_state.build_gan(config, AXIS_NAME)
     # Only the swept fields become arrays: the others stay compile-time constants,
     # exactly as in a single run.
     swept = [f for f in ARRAY_FIELDS if f != "seed" and any(f in t for t in trials)]
-    self.hparams = {f: jnp.asarray([_get(c, f) for c in self.configs], jnp.float32)
+    self.hparams = {f: jnp.asarray([get_dotted(c.to_dict(), f) for c in self.configs], jnp.float32)
                     for f in swept}
     self._step = jax.jit(jax.vmap(self._one_trial), donate_argnums=(0,))
 
@@ -100,16 +99,16 @@ class VectorizedTrials:
   def num_trials(self) -> int:
     return len(self.configs)
 
-  def init(self) -> train.GANState:
+  def init(self) -> gan_state.GANState:
     """The K initial states, stacked (each from its trial's seed)."""
-    return stack([train.create_train_state(c, self.gan) for c in self.configs])
+    return stack([gan_state.create_train_state(c, self.gan) for c in self.configs])
 
-  def step(self, states: train.GANState, hparams: dict | None = None):
+  def step(self, states: gan_state.GANState, hparams: dict | None = None):
     """One training iteration of every trial: (states, metrics of shape [K])."""
     return self._step(states, self.hparams if hparams is None else hparams)
 
   def _one_trial(self, state, hparams):
-    step = functools.partial(train.train_step, gan=self.gan, config=self.config,
+    step = functools.partial(iteration.train_step, gan=self.gan, config=self.config,
                              sample_real=self.source.sample, axis_name=AXIS_NAME,
                              hparams=hparams)
     # The step averages over a device axis; a trial occupies one "device", an axis of
@@ -123,12 +122,6 @@ class VectorizedTrials:
     return jax.tree.map(lambda x: x[k], states)
 
 
-def _get(config, dotted_key: str):
-  for part in dotted_key.split("."):
-    config = config[part]
-  return config
-
-
 # ------------------------------------------------------------ Training to workdirs
 
 
@@ -140,34 +133,43 @@ def train_and_evaluate_trials(config, trials: Sequence[dict], workdirs: Sequence
   go on; it ends without a final checkpoint, so a sweep reports it as failed.
   """
   # Orbax only when it is used, as in train.train_and_evaluate.
-  from wgan_gp.checkpoint import Checkpointer, NonFiniteStateError, abstract_like
+  from wgan_gp.checkpoint import (CheckpointMismatchError, Checkpointer, NonFiniteStateError,
+                                  abstract_like)
 
   vec = VectorizedTrials(config, trials)
   for trial_config in vec.configs:
-    train.validate_config(trial_config)
+    validation.validate_config(trial_config)
   checkpointers = []
   for trial_config, workdir in zip(vec.configs, workdirs):
+    validation.check_workdir_path(workdir)
     os.makedirs(workdir, exist_ok=True)
     checkpointers.append(Checkpointer(os.path.join(workdir, "checkpoints"),
                                       trial_config.keep_checkpoints))
-    train.prepare_workdir(trial_config, workdir, checkpointers[-1])
+    validation.check_workdir(trial_config, workdir, checkpointers[-1])
 
   states = vec.init()
+  try:  # as in a single run: each trial's newest checkpoint that restores
+    restored = [c.restore_latest(abstract_like(vec.trial_state(states, k)), move_damaged=True)
+                for k, c in enumerate(checkpointers)]
+  except CheckpointMismatchError as error:
+    raise validation.IncompatibleCheckpointError(
+        f"{error}: use a new --workdir or the original settings") from None
+  latest = [None if r is None else r[0] for r in restored]
   seconds_before = 0.0  # training seconds of earlier runs of these trials (see train.py)
-  latest = [c.latest_step() for c in checkpointers]
   if any(s is not None for s in latest):
     if len(set(latest)) != 1:
-      raise train.IncompatibleCheckpointError(
+      raise validation.IncompatibleCheckpointError(
           f"the trials' latest checkpoints are at different steps "
           f"({dict(zip(workdirs, latest))}): a vectorised run resumes only together; remove "
           "the trials' workdirs to restart them")
-    states = stack([c.restore(abstract_like(vec.trial_state(states, k)))[0]
-                    for k, c in enumerate(checkpointers)])
+    states = stack([state for _, state, _ in restored])
     # The trials trained together, so their training seconds agree: take the first's.
-    seconds_before = checkpointers[0].metadata().get("training_seconds", 0.0)
+    seconds_before = restored[0][2].get("training_seconds", 0.0)
     logging.info("Resumed %d trials from step %d", vec.num_trials, latest[0])
+  for trial_config, workdir in zip(vec.configs, workdirs):
+    validation.save_config(trial_config, workdir)  # once its checkpoint is known to restore
 
-  sampling_gan = train.build_gan(config)
+  sampling_gan = gan_state.build_gan(config)
   # One evaluator per trial (each samples with its own seed): the protocol of a single run.
   evaluators = [ToyEvaluator(vec.source, sampling_gan, c.toy_eval_samples, c.seed)
                 for c in vec.configs]
@@ -177,83 +179,66 @@ def train_and_evaluate_trials(config, trials: Sequence[dict], workdirs: Sequence
   examples_per_step = config.n_critic * config.batch_size
 
   def evaluate(step, k, trained_seconds):
-    """What `train_and_evaluate` does for a toy run: mode coverage and the Figure-1 view."""
     state = vec.trial_state(states, k)
-    results = evaluators[k](state.ema_g_params)
-    title = f"{config.data.source}, step {step}"
-    if results:
-      title += (f": {results['modes_captured']}/{results['num_modes']} modes, "
-                f"{results['high_quality_pct']:.1f}% high quality")
-    figure = evaluators[k].figure(
-        state.ema_g_params, state.d_params,
-        os.path.join(workdirs[k], "samples", f"toy_step_{step:07d}.png"), title)
-    writers[k].write_image(step, "samples/toy", figure)
+    results = periodic.evaluate_toy(evaluators[k], state.ema_g_params, state.d_params, config,
+                                    step, workdirs[k], writers[k])
     if results:
       eval_writers[k].write_scalars(step, {**results, "training_seconds": trained_seconds},
                                     prefix="eval/")
 
-  start_step = int(states.step[0])
-  window, window_start, window_step, periodic = [], time.time(), start_step, 0.0
-  loop_start, excluded = time.time(), 0.0  # excluded: all periodic work so far
+  def log_metrics(step, window):
+    """One log record per trial; a trial that went non-finite is checkpointed no more."""
+    fetched = jax.device_get(window)
+    steps_per_sec, trained_seconds = clock.end_window(step), clock.trained()
+    for k in range(vec.num_trials):
+      trial_window = [{name: float(m[name][k]) for name in m} for m in fetched]
+      summary = periodic.summarize(trial_window, steps_per_sec, config, step, trained_seconds)
+      if healthy[k] and not all(math.isfinite(v) for v in summary.values()):
+        healthy[k] = False
+        logging.error("trial %s went non-finite by step %d; its last good checkpoint "
+                      "stays, the other trials go on", workdirs[k], step)
+      writers[k].write_scalars(step, summary)
 
-  def seconds_trained() -> float:
-    return seconds_before + time.time() - loop_start - excluded
+  start_step = int(states.step[0])
+  data_position = start_step * examples_per_step  # toy data: a count, as in a single run
+  window = []  # device metrics since the last log line
+  in_flight = collections.deque()  # as in train.py: at most two steps ahead of the device
+  clock = periodic.TrainingClock(seconds_before, start_step)
   logging.info("Training %d trials together, steps %d..%d", vec.num_trials, start_step + 1,
                config.num_train_steps)
-  step = start_step
   with StopRequest() as stop_request:
     try:
       for step in range(start_step + 1, config.num_train_steps + 1):
         states, metrics = vec.step(states)
         window.append(metrics)
+        data_position += examples_per_step
+        in_flight.append(metrics)
+        if len(in_flight) > 2:
+          jax.block_until_ready(in_flight.popleft())
         if step == start_step + 1:
           jax.block_until_ready(metrics)
           logging.info("First step (compilation included) took %.1f s",
-                       time.time() - window_start)
-          window, window_start, window_step = [], time.time(), step
+                       clock.since_window_start())
+          window = []
+          clock.start_window(step)
         stopping = stop_request.signal is not None
-        is_last = step == config.num_train_steps
-        periodic_start = time.time()
-        checkpointing = step % config.checkpoint_every == 0 or is_last or stopping
+        work = periodic.due(config, step, step == config.num_train_steps, stopping)
         # Metrics are checked before every checkpoint: a non-finite state is never saved.
-        if window and (step % config.log_every == 0 or checkpointing):
-          fetched = jax.device_get(window)
-          seconds = time.time() - window_start - periodic
-          steps_per_sec = (step - window_step) / max(seconds, 1e-9)
+        if window and (work.log or work.checkpoint):
+          log_metrics(step, window)
+          window = []
+        trained_seconds = clock.trained()
+        with clock.periodic():
           for k in range(vec.num_trials):
-            summary = {name: float(np.mean([m[name][k] for m in fetched]))
-                       for name in fetched[0]}
-            summary["interp_grad_norm_max"] = max(float(m["interp_grad_norm_max"][k])
-                                                  for m in fetched)
-            summary.update(steps_per_sec=steps_per_sec,
-                           images_per_sec=steps_per_sec * examples_per_step,
-                           eta_minutes=(config.num_train_steps - step)
-                           / max(steps_per_sec, 1e-9) / 60,
-                           training_seconds=seconds_trained())
-            if healthy[k] and not all(math.isfinite(v) for v in summary.values()):
-              healthy[k] = False
-              logging.error("trial %s went non-finite by step %d; its last good checkpoint "
-                            "stays, the other trials go on", workdirs[k], step)
-            writers[k].write_scalars(step, summary)
-          window, window_start, window_step, periodic = [], time.time(), step, 0.0
-          periodic_start = time.time()
-        trained_seconds = seconds_trained()
-        if (config.eval_every and step % config.eval_every == 0) or is_last:
-          for k in range(vec.num_trials):
-            if healthy[k]:
+            if healthy[k] and work.evaluate:
               evaluate(step, k, trained_seconds)
-        if checkpointing:
-          for k, checkpointer in enumerate(checkpointers):
-            if healthy[k]:
+            if healthy[k] and work.checkpoint:
               try:
-                checkpointer.save(step, vec.trial_state(states, k),
-                                  step * examples_per_step,
-                                  training_seconds=trained_seconds)
+                checkpointers[k].save(step, vec.trial_state(states, k), data_position,
+                                      training_seconds=trained_seconds)
               except NonFiniteStateError as error:  # metrics finite, the state not
                 healthy[k] = False
                 logging.error("trial %s: %s; the other trials go on", workdirs[k], error)
-        periodic += time.time() - periodic_start
-        excluded += time.time() - periodic_start
         if stopping:
           logging.warning("Stopped by %s at step %d; checkpoints saved", stop_request.signal,
                           step)
@@ -282,7 +267,7 @@ def main(argv=None) -> int:
   try:
     _, healthy = train_and_evaluate_trials(config, [array for _, array in split],
                                            [t["workdir"] for t in spec["trials"]])
-  except (train.ConfigError, train.IncompatibleCheckpointError, ValueError) as error:
+  except (validation.ConfigError, validation.IncompatibleCheckpointError, ValueError) as error:
     print(f"error: {error}", file=sys.stderr)
     return exit_codes.BAD_INPUT
   return exit_codes.FINISHED if all(healthy) else exit_codes.NON_FINITE

@@ -4,18 +4,45 @@ A source is either sampled on the device inside the step (`on_device`, the 2-D t
 distributions: `sample(key)` draws one example) or read on the host (`batches(...)`
 yields each step's uint8 input for this process). Every source has `data_shape`, the
 shape of one example.
+
+Image datasets are a registry, `IMAGE_LOADERS` (name -> loader of the decoded images):
+a new dataset is one loader module in this package and one entry here.
 """
 
 import logging
 
 import numpy as np
 
-from wgan_gp.config import IMAGE_SOURCES, TOY_SOURCES
+from wgan_gp.data.cache import CachedImages
 from wgan_gp.data.images import DataError, load_images
 from wgan_gp.data.pipeline import host_batches
-from wgan_gp.data.toy import ToySource
+from wgan_gp.data.toy import DISTRIBUTIONS as TOY_SOURCES, ToySource
 
-__all__ = ["DataError", "ImageSource", "ToySource", "create_source", "data_shape"]
+__all__ = ["DataError", "IMAGE_LOADERS", "ImageSource", "SOURCES", "TOY_SOURCES", "ToySource",
+           "check_source", "create_source", "data_shape"]
+
+
+def _load_folder(data_config) -> CachedImages:
+  """A folder, .zip or .tar of JPEG/PNG files at `data.path`."""
+  return load_images(data_config.path, data_config.crop_size, data_config.image_size,
+                     data_config.cache_dir, data_config.decode_workers)
+
+
+def _load_tfds(data_config) -> CachedImages:
+  """CelebA through TensorFlow Datasets."""
+  from wgan_gp.data.celeba_tfds import load_celeba_tfds  # TensorFlow on this path only
+  return load_celeba_tfds(data_config)
+
+
+# data.source -> the loader of its decoded uint8 images (a CachedImages).
+IMAGE_LOADERS = {"images": _load_folder, "tfds": _load_tfds}
+SOURCES = (*TOY_SOURCES, *IMAGE_LOADERS)
+
+
+def check_source(name: str) -> None:
+  if name not in SOURCES:
+    raise DataError(f"unknown config.data.source {name!r}: expected one of "
+                    f"{', '.join(SOURCES)}")
 
 
 class ImageSource:
@@ -46,17 +73,10 @@ class ImageSource:
 def create_source(data_config, seed: int):
   """The source named by `data_config.source`."""
   source = data_config.source
+  check_source(source)
   if source in TOY_SOURCES:
     return ToySource(source)
-  if source == "images":
-    cached = load_images(data_config.path, data_config.crop_size, data_config.image_size,
-                         data_config.cache_dir, data_config.decode_workers)
-  elif source == "tfds":
-    from wgan_gp.data.celeba_tfds import load_celeba_tfds  # TensorFlow on this path only
-    cached = load_celeba_tfds(data_config)
-  else:
-    raise DataError(f"unknown data.source {source!r}: expected one of "
-                    f"{IMAGE_SOURCES + TOY_SOURCES}")
+  cached = IMAGE_LOADERS[source](data_config)
   logging.info("%d images of %dx%d from %s", len(cached.images), data_config.image_size,
                data_config.image_size, data_config.path or "TFDS celeb_a")
   return ImageSource(cached.images, seed, cached.identity)

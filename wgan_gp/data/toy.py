@@ -24,6 +24,7 @@ _MIXTURES = {
     "25gaussians": (_GRID_CENTERS, 0.05, 2.828),
 }
 _SWISSROLL_SCALE = 7.5
+DISTRIBUTIONS = ("25gaussians", "8gaussians", "swissroll")
 
 
 class ToySource:
@@ -33,7 +34,7 @@ class ToySource:
   data_shape = (2,)
 
   def __init__(self, name: str):
-    if name not in (*_MIXTURES, "swissroll"):
+    if name not in DISTRIBUTIONS:
       raise ValueError(f"unknown toy distribution {name!r}")
     self.name = name
 

@@ -71,18 +71,33 @@ def inception_metrics(metrics: tuple[str, ...], real, fake, extractor,
   return results
 
 
+def generate_from_noise(generate, g_params, z, batch_size: int = 256,
+                        fill_key=None) -> np.ndarray:
+  """`generate(g_params, ·)` over the rows of `z` in batches of `batch_size`, as numpy.
+
+  The generator's BatchNorm normalises by the statistics of its batch, so a batch must
+  hold genuine noise only (zero rows shift every sample beside them). With `fill_key`
+  the last batch is filled up with extra noise drawn from it, whose outputs are dropped:
+  one compiled shape for every batch. Without, the last batch runs at its own size.
+  """
+  outputs = []
+  for start in range(0, len(z), batch_size):
+    batch = z[start:start + batch_size]
+    count = batch.shape[0]
+    if count < batch_size and fill_key is not None:
+      fill = jax.random.normal(fill_key, (batch_size - count, *batch.shape[1:]), batch.dtype)
+      batch = np.concatenate([batch, np.asarray(fill)])
+    outputs.append(np.asarray(generate(g_params, batch))[:count])
+  return np.concatenate(outputs)
+
+
 def generate_in_batches(generate, g_params, num_samples: int, z_dim: int, seed: int,
                         batch_size: int = 256) -> np.ndarray:
   """`num_samples` generator outputs for the noise of `seed`, as float32 in [-1, 1]."""
-  noise = jax.random.normal(jax.random.PRNGKey(seed), (num_samples, z_dim))
-  outputs = []
-  for start in range(0, num_samples, batch_size):
-    batch = noise[start:start + batch_size]
-    count = batch.shape[0]
-    if count < batch_size:  # pad: one compiled shape for every batch
-      batch = np.concatenate([batch, np.zeros((batch_size - count, z_dim), batch.dtype)])
-    outputs.append(np.asarray(generate(g_params, batch))[:count])
-  return np.concatenate(outputs)
+  key = jax.random.PRNGKey(seed)
+  noise = np.asarray(jax.random.normal(key, (num_samples, z_dim)))
+  return generate_from_noise(generate, g_params, noise, batch_size,
+                             fill_key=jax.random.fold_in(key, 1))
 
 
 class ImageEvaluator:

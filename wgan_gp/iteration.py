@@ -1,0 +1,161 @@
+"""The WGAN-GP iteration: n_critic critic updates and one generator update, pmapped.
+
+`train_step` is the pure function of one device; `make_train_step` is what the loop and
+a notebook call.
+"""
+
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from wgan_gp import losses
+from wgan_gp.models import GAN
+from wgan_gp.parallel import AXIS_NAME
+from wgan_gp.gan_state import GANState, make_optimizers
+
+# Salts that keep the random streams of a step apart (fold_in constants).
+CRITIC_STREAM, GENERATOR_STREAM = 0, 1
+Z_SALT, EPS_SALT, REAL_SALT, FLIP_SALT = 0, 1, 2, 3
+
+
+def sample_keys(rng, step, stream: tuple, global_indices):
+  """One key per sample of a step's random stream, from the sample's global index.
+
+  Randomness depends on (step, stream, index in the global batch) only, never on how
+  the global batch is split across devices and processes. Streams: (CRITIC_STREAM, k)
+  for critic update k, (GENERATOR_STREAM,) for the generator update.
+  """
+  key = jax.random.fold_in(rng, step)
+  for part in stream:
+    key = jax.random.fold_in(key, part)
+  return jax.vmap(functools.partial(jax.random.fold_in, key))(global_indices)
+
+
+def per_sample(fn, keys, salt):
+  """fn(key) for each sample's key, salted so different draws stay independent."""
+  return jax.vmap(lambda k: fn(jax.random.fold_in(k, salt)))(keys)
+
+
+def _to_unit_range(images):
+  """uint8 [0, 255] -> float32 [-1, 1]."""
+  return images.astype(jnp.float32) * (2.0 / 255.0) - 1.0
+
+
+def _critic_loop(update, carry, inputs, length: int):
+  """`lax.scan(update, carry, inputs)`, written out as straight-line code on CPU.
+
+  Inside a loop XLA:CPU keeps convolutions in layouts that send every weight gradient
+  down its slow path (~10x on the whole step). `scan(unroll=True)` is not enough: a
+  scan of length 1 still lowers to a one-trip loop, and n_critic=1 ran 10x slower
+  than n_critic=2.
+  """
+  if jax.default_backend() != "cpu":
+    return lax.scan(update, carry, inputs)
+  outputs = []
+  for k in range(length):
+    carry, output = update(carry, jax.tree.map(lambda x: x[k], inputs))
+    outputs.append(output)
+  return carry, jax.tree.map(lambda *xs: jnp.stack(xs), *outputs)
+
+
+def train_step(state: GANState, real_batches, *, gan: GAN, config,
+               sample_real: Callable | None = None, axis_name: str = AXIS_NAME,
+               hparams: dict | None = None):
+  """One WGAN-GP iteration on one device, to run under pmap with `axis_name`.
+
+  `n_critic` critic updates (a scan, each on its own real batch), then one generator
+  update, with the loss named by `config.loss.name`. `real_batches` is this device's
+  [n_critic, per_device, ...] (uint8 images), or None when `sample_real(key)` draws real
+  examples on the device. Gradients and metrics are averaged over the devices.
+  `hparams` maps dotted config names ('loss.gp_weight', 'loss.clip_value',
+  'optim.{generator,critic}.learning_rate') to arrays that replace the config's values
+  (`wgan_gp.vectorized` vmaps over them).
+  """
+  hparams = hparams or {}
+  g_optimizer, d_optimizer = make_optimizers(config, hparams)
+  loss = losses.get_loss(config.loss, hparams.get("loss.gp_weight"),
+                         hparams.get("loss.clip_value"))
+  n_critic = config.n_critic
+  per_device = config.batch_size // lax.axis_size(axis_name)
+  global_indices = lax.axis_index(axis_name) * per_device + jnp.arange(per_device)
+
+  def random_inputs(stream):
+    keys = sample_keys(state.rng, state.step, stream, global_indices)
+    z = per_sample(lambda k: jax.random.normal(k, (gan.z_dim,)), keys, Z_SALT)
+    return keys, z
+
+  def critic_update(carry, inputs):
+    d_params, d_opt_state = carry
+    real, critic_iteration = inputs
+    keys, z = random_inputs((CRITIC_STREAM, critic_iteration))
+    eps = per_sample(jax.random.uniform, keys, EPS_SALT)
+    if real is None:
+      real = per_sample(sample_real, keys, REAL_SALT)
+    else:
+      real = _to_unit_range(real)
+      if config.data.random_flip:
+        flip = per_sample(jax.random.bernoulli, keys, FLIP_SALT)
+        real = jnp.where(flip[:, None, None, None], real[:, :, ::-1], real)
+    fake = gan.generate(state.g_params, z)
+
+    def loss_fn(params):
+      return loss.critic_loss(gan.criticize, params, real, fake, eps)
+
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(d_params)
+    grads = lax.pmean(grads, axis_name)
+    metrics["critic_grad_norm"] = optax.tree.norm(grads)
+    updates, d_opt_state = d_optimizer.update(grads, d_opt_state, d_params)
+    d_params = loss.constrain_critic(optax.apply_updates(d_params, updates))
+    return (d_params, d_opt_state), metrics
+
+  (d_params, d_opt_state), critic_metrics = _critic_loop(
+      critic_update, (state.d_params, state.d_opt_state),
+      (real_batches, jnp.arange(n_critic)), n_critic)
+
+  _, z = random_inputs((GENERATOR_STREAM,))
+
+  def generator_loss_fn(g_params):
+    return loss.generator_loss(gan.criticize(d_params, gan.generate(g_params, z)))
+
+  g_loss, g_grads = jax.value_and_grad(generator_loss_fn)(state.g_params)
+  g_grads = lax.pmean(g_grads, axis_name)
+  g_updates, g_opt_state = g_optimizer.update(g_grads, state.g_opt_state, state.g_params)
+  g_params = optax.apply_updates(state.g_params, g_updates)
+
+  # Debiased EMA: early on the average follows the generator instead of its init.
+  decay = jnp.minimum(config.ema_decay, (1.0 + state.step) / (10.0 + state.step))
+  ema_g_params = optax.incremental_update(g_params, state.ema_g_params, 1.0 - decay)
+
+  metrics = {k: jnp.mean(v) for k, v in critic_metrics.items()}
+  metrics["interp_grad_norm_max"] = jnp.max(critic_metrics["interp_grad_norm_max"])
+  metrics["generator_loss"] = g_loss
+  metrics["generator_grad_norm"] = optax.tree.norm(g_grads)
+  metrics = lax.pmean(metrics, axis_name)
+  metrics["interp_grad_norm_max"] = lax.pmax(metrics["interp_grad_norm_max"], axis_name)
+
+  new_state = state.replace(step=state.step + 1, g_params=g_params, d_params=d_params,
+                            g_opt_state=g_opt_state, d_opt_state=d_opt_state,
+                            ema_g_params=ema_g_params)
+  return new_state, metrics
+
+
+def make_train_step(config, gan: GAN, source=None, axis_name: str = AXIS_NAME):
+  """The pmapped step: `step(replicated_state, sharded_batch) -> (state, metrics)`.
+
+  `gan` must be built with the same `axis_name` (`build_gan(config, AXIS_NAME)`), so the
+  generator's BatchNorm uses the global batch. `source` is the data source; when it
+  samples on the device, pass `None` as the batch. The state's buffers are donated.
+  """
+  sample_real = source.sample if source is not None and source.on_device else None
+  step = functools.partial(train_step, gan=gan, config=config, sample_real=sample_real,
+                           axis_name=axis_name)
+  return jax.pmap(step, axis_name=axis_name, donate_argnums=(0,))
+
+
+def host_metrics(metrics) -> dict[str, float]:
+  """Device-averaged metrics of a step (replicated) as Python floats."""
+  return {k: float(v.addressable_data(0)[0]) for k, v in metrics.items()}

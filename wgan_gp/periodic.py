@@ -1,0 +1,99 @@
+"""What a training loop does between steps, shared by the single run (`train.py`) and
+the vectorised trials (`vectorized.py`): when to log, sample, evaluate and checkpoint;
+the training clock; the summary of a log window; the toy evaluation.
+"""
+
+import contextlib
+import os
+import time
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Due(NamedTuple):
+  """The periodic work due after a step."""
+  log: bool
+  sample: bool
+  evaluate: bool
+  checkpoint: bool
+
+
+def due(config, step: int, is_last: bool, stopping: bool) -> Due:
+  """A stop logs and checkpoints; the last step does everything."""
+  return Due(log=step % config.log_every == 0 or is_last or stopping,
+             sample=step % config.sample_every == 0 or is_last,
+             evaluate=bool(config.eval_every and step % config.eval_every == 0) or is_last,
+             checkpoint=step % config.checkpoint_every == 0 or is_last or stopping)
+
+
+class TrainingClock:
+  """Wall-clock seconds spent training, carried across resumes: compilation included;
+  samples, evaluations and checkpoints (`with clock.periodic():`) excluded. The x axis
+  of quality against compute.
+
+  It also times the current log window for steps/s, which leaves compilation out
+  (`start_window` after the first step).
+  """
+
+  def __init__(self, seconds_before: float, start_step: int):
+    self.seconds_before = seconds_before
+    self._loop_start = time.time()
+    self._excluded = 0.0
+    self.start_window(start_step)
+
+  def trained(self) -> float:
+    return self.seconds_before + time.time() - self._loop_start - self._excluded
+
+  @contextlib.contextmanager
+  def periodic(self):
+    start = time.time()
+    try:
+      yield
+    finally:
+      spent = time.time() - start
+      self._excluded += spent
+      self._window_excluded += spent
+
+  def start_window(self, step: int) -> None:
+    self._window_start, self._window_step, self._window_excluded = time.time(), step, 0.0
+
+  def since_window_start(self) -> float:
+    return time.time() - self._window_start
+
+  def end_window(self, step: int) -> float:
+    """Steps per second of training in the window that ends at `step`; starts the next."""
+    seconds = time.time() - self._window_start - self._window_excluded
+    steps_per_sec = (step - self._window_step) / max(seconds, 1e-9)
+    self.start_window(step)
+    return steps_per_sec
+
+
+def summarize(window: list[dict], steps_per_sec: float, config, step: int,
+              training_seconds: float) -> dict[str, float]:
+  """A log record: the window's mean metrics (the largest interpolate gradient norm),
+  throughput and ETA."""
+  summary = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
+  summary["interp_grad_norm_max"] = max(float(m["interp_grad_norm_max"]) for m in window)
+  summary.update(steps_per_sec=steps_per_sec,
+                 images_per_sec=steps_per_sec * config.n_critic * config.batch_size,
+                 eta_minutes=(config.num_train_steps - step) / max(steps_per_sec, 1e-9) / 60,
+                 training_seconds=training_seconds)
+  return summary
+
+
+def evaluate_toy(evaluator, g_params, d_params, config, step: int, workdir: str, writer,
+                 write_figure: bool = True) -> dict:
+  """Mode coverage of the 2-D toy run, and the Figure-1 view (samples, real data and the
+  critic's contours) as a PNG and in TensorBoard."""
+  results = evaluator(g_params)
+  if write_figure:
+    title = f"{config.data.source}, step {step}"
+    if results:
+      title += (f": {results['modes_captured']}/{results['num_modes']} modes, "
+                f"{results['high_quality_pct']:.1f}% high quality")
+    figure = evaluator.figure(g_params, d_params,
+                              os.path.join(workdir, "samples", f"toy_step_{step:07d}.png"),
+                              title)
+    writer.write_image(step, "samples/toy", figure)
+  return results

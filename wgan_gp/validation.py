@@ -1,0 +1,140 @@
+"""What a run checks before it starts: its config, and the workdir it would resume."""
+
+import json
+import logging
+import os
+
+import jax
+
+from wgan_gp import losses
+from wgan_gp.config import check_ranges, get_dotted, to_json
+from wgan_gp.data import TOY_SOURCES, check_source
+from wgan_gp.evaluators import check_metrics_available, parse_metrics
+from wgan_gp.files import write_atomically
+from wgan_gp.gan_state import build_gan, make_optimizers
+
+
+class ConfigError(ValueError):
+  """A config that cannot run; the message names the field and the fix."""
+
+
+class IncompatibleCheckpointError(ValueError):
+  """The workdir holds a checkpoint written under a different model/data config."""
+
+
+def validate_config(config) -> None:
+  """Fails fast, before any data is read or anything compiled."""
+  try:
+    check_values(config)
+  except ValueError as error:
+    raise ConfigError(str(error)) from None
+  devices = jax.device_count()
+  if config.batch_size % devices:
+    raise ConfigError(f"config.batch_size={config.batch_size} is not divisible by the "
+                      f"{devices} devices: set --config.batch_size to a multiple of {devices}")
+  if config.loss.name not in losses.LOSSES:
+    raise ConfigError(f"unknown loss.name {config.loss.name!r}; expected one of "
+                      f"{', '.join(losses.LOSSES)}")
+  try:
+    build_gan(config)
+    make_optimizers(config)
+    if config.data.source not in TOY_SOURCES:
+      check_metrics_available(parse_metrics(config.eval_metrics))
+  except ValueError as error:
+    raise ConfigError(str(error)) from None
+
+
+def check_values(config) -> None:
+  """Raises ValueError for an unknown data source (before a model or a loader blames
+  something else), then for the first field outside its meaningful range."""
+  check_source(config.data.source)
+  check_ranges(config)
+
+
+def check_workdir_path(workdir: str) -> None:
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ConfigError(f"--workdir={workdir} is a file: pass a folder (a new one, or a run's)")
+
+
+def check_workdir(config, workdir: str, checkpointer) -> None:
+  """Refuses to resume a checkpoint under settings it cannot continue with.
+
+  Refused: another model, data or optimiser (the state does not fit), another seed (the
+  checkpoint carries its seed's random streams), and any change to a finished run
+  (nothing would train under it, yet config.json would claim it). Other changes, e.g. a
+  learning rate, apply from the resumed step on, and are logged.
+  """
+  path = os.path.join(workdir, "config.json")
+  latest = checkpointer.latest_step()
+  if latest is None or not os.path.exists(path):
+    return
+  with open(path) as f:
+    saved = json.load(f)
+  differences = state_incompatibilities(saved, config)
+  if saved.get("seed", config.seed) != config.seed:
+    differences.append(f"seed: {saved['seed']!r} -> {config.seed!r}")
+  if differences:
+    raise IncompatibleCheckpointError(
+        f"workdir {workdir} holds a checkpoint from an incompatible config "
+        f"({'; '.join(differences)}): use a new --workdir or the original settings")
+  changes = setting_changes(saved, config)
+  if changes and latest >= config.num_train_steps:
+    raise IncompatibleCheckpointError(
+        f"workdir {workdir} holds a finished run (step {latest}) and this command changes "
+        f"its settings ({'; '.join(changes)}): nothing would train, and its config.json "
+        "stays as it is; use a new --workdir, or a larger --config.num_train_steps to "
+        "continue it with these settings")
+  if changes:
+    logging.warning("Resuming %s with changed settings, from the resumed step on: %s",
+                    workdir, "; ".join(changes))
+
+
+def save_config(config, workdir: str) -> None:
+  """Writes config.json (process 0), atomically."""
+  path = os.path.join(workdir, "config.json")
+  if jax.process_index() == 0:
+    write_atomically(path, to_json(config))
+
+
+# Fields that determine the shapes in the training state: a checkpoint written under
+# one value cannot be restored under another.
+STATE_DEFINING_FIELDS = (
+    "model.arch", "model.z_dim", "model.width", "model.mlp_depth", "model.critic_norm",
+    "model.generator_norm", "data.image_size", "loss.name", "optim.generator.name",
+    "optim.critic.name",
+)
+
+
+def state_incompatibilities(saved: dict, config) -> list[str]:
+  """The state-defining fields where a saved config differs from `config`."""
+  current = config.to_dict()
+  differences = []
+  for key in STATE_DEFINING_FIELDS:
+    old, new = get_dotted(saved, key), get_dotted(current, key)
+    if old != new:
+      differences.append(f"{key}: {old!r} -> {new!r}")
+  if _data_kind(saved) != _data_kind(current):
+    differences.append(
+        f"data.source: {get_dotted(saved, 'data.source')!r} -> {current['data']['source']!r}")
+  return differences
+
+
+def _data_kind(config_dict):
+  source = get_dotted(config_dict, "data.source")
+  return "toy" if source in TOY_SOURCES else "images"
+
+
+def setting_changes(saved: dict, config) -> list[str]:
+  """Every field where `config` differs from a saved config, as 'key: old -> new'.
+
+  Fields the saved config lacks (added to the code since) are not changes.
+  """
+  def flatten(d, prefix=""):
+    for key, value in d.items():
+      if isinstance(value, dict):
+        yield from flatten(value, f"{prefix}{key}.")
+      else:
+        yield prefix + key, value
+  old = dict(flatten(saved))
+  return [f"{key}: {old[key]!r} -> {value!r}" for key, value in flatten(config.to_dict())
+          if key in old and old[key] != value]
