@@ -111,7 +111,11 @@ def upsert(path: str, row: dict) -> list[dict]:
   if os.path.exists(path):
     with open(path) as f:
       rows = json.load(f)
-  rows = [r for r in rows if r["name"] != row["name"]] + [row]
+  names = [r["name"] for r in rows]
+  if row["name"] in names:  # in its place
+    rows[names.index(row["name"])] = row
+  else:
+    rows.append(row)
   write_atomically(path, json.dumps(rows, indent=2) + "\n")
   return rows
 

@@ -66,3 +66,22 @@ def test_settings_that_change_the_program_cannot_be_vectorised():
     vectorized.VectorizedTrials(config, [{"seed": 0}, {"seed": 1, "n_critic": 1}])
   assert vectorized.split_overrides({"seed": 1, "loss.gp_weight": 1.0, "model.width": 8}) == (
       {"model.width": 8}, {"seed": 1, "loss.gp_weight": 1.0})
+
+
+def test_trials_resume_past_damaged_checkpoints_as_a_single_run_does(tmp_path):
+  config = load_config(str(CONFIGS / "toy2d.py:smoke"), {
+      "n_critic": 2, "num_train_steps": 4, "log_every": 2, "checkpoint_every": 2,
+      "eval_every": 0, "toy_eval_samples": 200})
+  straight = [str(tmp_path / f"straight{k}") for k in range(len(_TRIALS))]
+  expected, _ = vectorized.train_and_evaluate_trials(config, _TRIALS, straight)
+  resumed = [str(tmp_path / f"resumed{k}") for k in range(len(_TRIALS))]
+  vectorized.train_and_evaluate_trials(config, _TRIALS, resumed)
+  for workdir in resumed:  # the newest checkpoint of every trial loses its metadata
+    (tmp_path / workdir / "checkpoints" / "4" / "state" / "_METADATA").unlink()
+  states, healthy = vectorized.train_and_evaluate_trials(config, _TRIALS, resumed)
+  assert healthy == [True, True]
+  for workdir in resumed:  # set aside, not deleted, and trained again from step 2
+    assert len(list((tmp_path / workdir / "checkpoints" / "damaged").iterdir())) == 1
+    steps = [m["step"] for m in _read_jsonl(tmp_path / workdir / "metrics.jsonl")]
+    assert steps == [2, 4, 4]
+  jax.tree.map(np.testing.assert_array_equal, states, expected)

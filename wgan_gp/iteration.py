@@ -77,8 +77,8 @@ def train_step(state: GANState, real_batches, *, gan: GAN, config,
   """
   hparams = hparams or {}
   g_optimizer, d_optimizer = make_optimizers(config, hparams)
-  loss = losses.get_loss(config.loss, hparams.get("loss.gp_weight"),
-                         hparams.get("loss.clip_value"))
+  loss = losses.get_loss(config.loss, {k.removeprefix("loss."): v for k, v in hparams.items()
+                                        if k.startswith("loss.")})
   n_critic = config.n_critic
   per_device = config.batch_size // lax.axis_size(axis_name)
   global_indices = lax.axis_index(axis_name) * per_device + jnp.arange(per_device)

@@ -137,49 +137,47 @@ def gan_generator_loss(fake_scores):
   return jnp.mean(jax.nn.softplus(-fake_scores))
 
 
-# Each builder makes its Loss from (λ, c); `LOSSES` names them for `loss.name`.
+# Each builder makes its Loss from the loss config's values (`hp`, a dict: the config's
+# fields, some replaced by arrays in a vectorised sweep); `LOSSES` names them for
+# `loss.name`. A new loss is a builder and an entry; a new hyperparameter is a field of
+# `config.loss` (wgan_gp/config.py) that its builder reads.
 
 
 def _unconstrained(d_params):
   return d_params
 
 
-def _wgan_gp_loss(gp_weight, clip_value) -> Loss:
-  del clip_value  # the penalty replaces clipping
-
+def _wgan_gp_loss(hp) -> Loss:
   def critic_loss(criticize, d_params, real, fake, eps):
     return wgan_gp_critic_loss(functools.partial(criticize, d_params), real, fake, eps,
-                               gp_weight)
-  return Loss(critic_loss, wgan_generator_loss, _unconstrained)
+                               hp["gp_weight"])
+  return Loss(critic_loss, wgan_generator_loss, _unconstrained)  # the penalty, no clipping
 
 
-def _wgan_clip_loss(gp_weight, clip_value) -> Loss:
-  del gp_weight  # no penalty
+def _wgan_clip_loss(hp) -> Loss:
   return Loss(wgan_critic_loss, wgan_generator_loss,
-              lambda d_params: clip_weights(d_params, clip_value))
+              lambda d_params: clip_weights(d_params, hp["clip_value"]))
 
 
-def _gan_loss(gp_weight, clip_value) -> Loss:
-  del gp_weight, clip_value
+def _gan_loss(hp) -> Loss:
+  del hp
   return Loss(gan_critic_loss, gan_generator_loss, _unconstrained)
 
 
-LOSSES: dict[str, Callable[..., Loss]] = {
+LOSSES: dict[str, Callable[[dict], Loss]] = {
     "wgan-gp": _wgan_gp_loss,
     "wgan-clip": _wgan_clip_loss,
     "gan": _gan_loss,
 }
 
 
-def get_loss(loss_config, gp_weight=None, clip_value=None) -> Loss:
+def get_loss(loss_config, overrides: dict | None = None) -> Loss:
   """The loss named by `loss_config.name`.
 
-  `gp_weight` (λ) and `clip_value` (c) replace the config's values when given, e.g. as
-  arrays that differ per trial of a vectorised sweep.
+  `overrides` maps loss fields (e.g. 'gp_weight') to values that replace the config's,
+  e.g. arrays that differ per trial of a vectorised sweep.
   """
   if loss_config.name not in LOSSES:
     raise ValueError(f"unknown loss.name {loss_config.name!r}; expected one of "
                      f"{tuple(LOSSES)}")
-  gp_weight = loss_config.gp_weight if gp_weight is None else gp_weight
-  clip_value = loss_config.clip_value if clip_value is None else clip_value
-  return LOSSES[loss_config.name](gp_weight, clip_value)
+  return LOSSES[loss_config.name]({**loss_config.to_dict(), **(overrides or {})})

@@ -10,6 +10,7 @@ import itertools
 import logging
 import math
 import os
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -37,6 +38,31 @@ def _check_finite(step_metrics, last_checkpoint, checkpoint_dir) -> None:
                                f"stopped; {where}: lower the learning rates, then rerun")
 
 
+class Resumed(NamedTuple):
+  step: int | None  # the checkpoint's step; None for a fresh start
+  state: GANState  # on the host
+  data_position: int
+  # Wall-clock seconds spent training (compilation included; samples, evaluations and
+  # checkpoints excluded), carried across resumes: the x axis of quality-vs-compute.
+  training_seconds: float
+
+
+def resume(checkpointer, fresh_state: GANState) -> Resumed:
+  """The newest checkpoint that restores (newer damaged ones are moved aside to
+  `damaged/`), or `fresh_state` if there is none."""
+  # Orbax only when used (see train_and_evaluate).
+  from wgan_gp.checkpoint import CheckpointMismatchError, abstract_like
+  try:
+    restored = checkpointer.restore_latest(abstract_like(fresh_state), move_damaged=True)
+  except CheckpointMismatchError as error:
+    raise IncompatibleCheckpointError(
+        f"{error}: use a new --workdir or the original settings") from None
+  if restored is None:
+    return Resumed(None, fresh_state, 0, 0.0)
+  step, state, saved = restored
+  return Resumed(step, state, saved["position"], saved.get("training_seconds", 0.0))
+
+
 def train_and_evaluate(config, workdir: str) -> GANState:
   """Trains (resuming from the latest checkpoint in `workdir`) and returns the final state.
 
@@ -44,7 +70,7 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   """
   # Orbax only when it is used: importing it logs through absl, which then gives the
   # root logger a handler, so that a CLI's own logging.basicConfig (the sweep's) does nothing.
-  from wgan_gp.checkpoint import CheckpointMismatchError, Checkpointer, abstract_like
+  from wgan_gp.checkpoint import Checkpointer
 
   # --- Setup
   validate_config(config)
@@ -63,24 +89,13 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   # --- Model and state
   gan = models.build(config.model, source.data_shape, AXIS_NAME)
   sampling_gan = models.build(config.model, source.data_shape, None)
-  host_state = create_train_state(config, gan)
-  data_position, last_checkpoint, seconds_before = 0, None, 0.0
-  try:  # the newest checkpoint that restores; newer damaged ones are moved aside
-    restored = checkpointer.restore_latest(abstract_like(host_state), move_damaged=True)
-  except CheckpointMismatchError as error:
-    raise IncompatibleCheckpointError(
-        f"{error}: use a new --workdir or the original settings") from None
-  if restored is not None:
-    last_checkpoint, host_state, saved = restored
-    data_position = saved["position"]
-    # Wall-clock seconds spent training (compilation included; samples, evaluations and
-    # checkpoints excluded), carried across resumes: the x axis of quality-vs-compute.
-    seconds_before = saved.get("training_seconds", 0.0)
+  resumed = resume(checkpointer, create_train_state(config, gan))
+  last_checkpoint, data_position = resumed.step, resumed.data_position
+  if last_checkpoint is not None:
     logging.info("Resumed from step %d (data position %d)", last_checkpoint, data_position)
   save_config(config, workdir)  # only now that its checkpoint is known to fit and restore
-  start_step = int(host_state.step)
-  state = replicate(host_state)
-  del host_state
+  start_step = int(resumed.state.step)
+  state = replicate(resumed.state)
   p_train_step = make_train_step(config, gan, source)
 
   # --- Periodic work: samples, evaluation, checkpoints
@@ -137,7 +152,8 @@ def train_and_evaluate(config, workdir: str) -> GANState:
                        jax.process_index(), jax.process_count()), config.data.prefetch)
   unchecked = []  # (step, device metrics) dispatched but not yet fetched and checked
   window = []  # fetched metrics since the last log line
-  clock = periodic.TrainingClock(seconds_before, start_step)
+  clock = periodic.TrainingClock(resumed.training_seconds, start_step)
+  del resumed
   budget_seconds = 60.0 * config.train_minutes
   in_flight = collections.deque()  # device metrics of the last steps dispatched
 
@@ -166,9 +182,9 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   stop_agreement = StopAgreement(reason="a signal to another process")
   budget_agreement = StopAgreement()  # every process stops at the same step
   last_step = config.num_train_steps
-  if budget_seconds and seconds_before >= budget_seconds:
+  if budget_seconds and clock.seconds_before >= budget_seconds:
     logging.info("The training budget of %g min is spent (%.0f s); nothing to train",
-                 config.train_minutes, seconds_before)
+                 config.train_minutes, clock.seconds_before)
     last_step = start_step
   # One live line on a terminal, a plain line per log step elsewhere.
   progress = TrainingProgress(config.num_train_steps, start_step, enabled=is_main_process)

@@ -39,7 +39,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from wgan_gp import exit_codes, gan_state, iteration, periodic, validation
+from wgan_gp import exit_codes, gan_state, iteration, periodic, train, validation
 from wgan_gp.config import get_dotted, load_config
 from wgan_gp.data import create_source
 from wgan_gp.evaluators import ToyEvaluator
@@ -133,8 +133,7 @@ def train_and_evaluate_trials(config, trials: Sequence[dict], workdirs: Sequence
   go on; it ends without a final checkpoint, so a sweep reports it as failed.
   """
   # Orbax only when it is used, as in train.train_and_evaluate.
-  from wgan_gp.checkpoint import (CheckpointMismatchError, Checkpointer, NonFiniteStateError,
-                                  abstract_like)
+  from wgan_gp.checkpoint import Checkpointer, NonFiniteStateError
 
   vec = VectorizedTrials(config, trials)
   for trial_config in vec.configs:
@@ -148,24 +147,20 @@ def train_and_evaluate_trials(config, trials: Sequence[dict], workdirs: Sequence
     validation.check_workdir(trial_config, workdir, checkpointers[-1])
 
   states = vec.init()
-  try:  # as in a single run: each trial's newest checkpoint that restores
-    restored = [c.restore_latest(abstract_like(vec.trial_state(states, k)), move_damaged=True)
-                for k, c in enumerate(checkpointers)]
-  except CheckpointMismatchError as error:
-    raise validation.IncompatibleCheckpointError(
-        f"{error}: use a new --workdir or the original settings") from None
-  latest = [None if r is None else r[0] for r in restored]
-  seconds_before = 0.0  # training seconds of earlier runs of these trials (see train.py)
+  restored = [train.resume(c, vec.trial_state(states, k)) for k, c in enumerate(checkpointers)]
+  latest = [r.step for r in restored]
+  seconds_before = 0.0
   if any(s is not None for s in latest):
     if len(set(latest)) != 1:
       raise validation.IncompatibleCheckpointError(
           f"the trials' latest checkpoints are at different steps "
           f"({dict(zip(workdirs, latest))}): a vectorised run resumes only together; remove "
           "the trials' workdirs to restart them")
-    states = stack([state for _, state, _ in restored])
+    states = stack([r.state for r in restored])
     # The trials trained together, so their training seconds agree: take the first's.
-    seconds_before = restored[0][2].get("training_seconds", 0.0)
+    seconds_before = restored[0].training_seconds
     logging.info("Resumed %d trials from step %d", vec.num_trials, latest[0])
+  del restored
   for trial_config, workdir in zip(vec.configs, workdirs):
     validation.save_config(trial_config, workdir)  # once its checkpoint is known to restore
 
