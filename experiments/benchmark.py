@@ -1,7 +1,7 @@
 """Speed of one WGAN-GP iteration, JAX against PyTorch, side by side in one process.
 
 One iteration = n_critic critic updates (each with the gradient penalty's double
-backward) + one generator update, as `wgan_gp.train.train_step` runs it (ours: the
+backward) + one generator update, as `wgan_gp.iteration.train_step` runs it (ours: the
 real pmapped step) and as `experiments/torch_reference.WGANGP` runs it (PyTorch eager,
 and torch.compile where it works). For each architecture, batch size and n_critic
 (`--n-critic 1,2,5`, the default; a table row per value) every variant is compiled and

@@ -140,6 +140,9 @@ def main(argv=None) -> int:
   if args.pretrained:
     if not args.data_path:
       parser.error("--pretrained needs --data_path")
+    if args.workdir or args.export or args.reference_only:
+      parser.error("--pretrained measures a shipped generator: drop --workdir, --export "
+                   "and --reference_only")
     row = remeasure_pretrained(args.pretrained, args.data_path, args.num_samples)
     if args.out:
       upsert(args.out, row)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import CONFIGS
-from wgan_gp import train, vectorized
+from wgan_gp import train, validation, vectorized
 from wgan_gp.checkpoint import Checkpointer, abstract_like
 from wgan_gp.config import load_config
 
@@ -76,8 +76,14 @@ def test_trials_resume_past_damaged_checkpoints_as_a_single_run_does(tmp_path):
   expected, _ = vectorized.train_and_evaluate_trials(config, _TRIALS, straight)
   resumed = [str(tmp_path / f"resumed{k}") for k in range(len(_TRIALS))]
   vectorized.train_and_evaluate_trials(config, _TRIALS, resumed)
-  for workdir in resumed:  # the newest checkpoint of every trial loses its metadata
+  def damage(workdir):  # the newest checkpoint loses its metadata
     (tmp_path / workdir / "checkpoints" / "4" / "state" / "_METADATA").unlink()
+
+  damage(resumed[0])  # trial 0 could resume from step 2, trial 1 from 4: refused, untouched
+  with pytest.raises(validation.IncompatibleCheckpointError, match="different steps"):
+    vectorized.train_and_evaluate_trials(config, _TRIALS, resumed)
+  assert sorted(p.name for p in (tmp_path / resumed[0] / "checkpoints").iterdir()) == ["2", "4"]
+  damage(resumed[1])
   states, healthy = vectorized.train_and_evaluate_trials(config, _TRIALS, resumed)
   assert healthy == [True, True]
   for workdir in resumed:  # set aside, not deleted, and trained again from step 2

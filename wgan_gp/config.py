@@ -13,7 +13,6 @@ import os
 import ml_collections
 
 
-
 def base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0

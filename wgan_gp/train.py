@@ -19,9 +19,9 @@ from wgan_gp import models, periodic, visualize
 from wgan_gp.console import TrainingProgress
 from wgan_gp.data import create_source
 from wgan_gp.evaluators import ImageEvaluator, ToyEvaluator, parse_metrics
-from wgan_gp.parallel import AXIS_NAME, prefetch_to_devices, replicate, unreplicate
 from wgan_gp.gan_state import GANState, create_train_state
 from wgan_gp.iteration import host_metrics, make_train_step
+from wgan_gp.parallel import AXIS_NAME, prefetch_to_devices, replicate, unreplicate
 from wgan_gp.stopping import StopAgreement, StopRequest
 from wgan_gp.validation import (IncompatibleCheckpointError, check_workdir, check_workdir_path,
                                 save_config, validate_config)
@@ -47,13 +47,13 @@ class Resumed(NamedTuple):
   training_seconds: float
 
 
-def resume(checkpointer, fresh_state: GANState) -> Resumed:
+def resume(checkpointer, fresh_state: GANState, move_damaged: bool = True) -> Resumed:
   """The newest checkpoint that restores (newer damaged ones are moved aside to
-  `damaged/`), or `fresh_state` if there is none."""
+  `damaged/`, unless `move_damaged=False`), or `fresh_state` if there is none."""
   # Orbax only when used (see train_and_evaluate).
   from wgan_gp.checkpoint import CheckpointMismatchError, abstract_like
   try:
-    restored = checkpointer.restore_latest(abstract_like(fresh_state), move_damaged=True)
+    restored = checkpointer.restore_latest(abstract_like(fresh_state), move_damaged)
   except CheckpointMismatchError as error:
     raise IncompatibleCheckpointError(
         f"{error}: use a new --workdir or the original settings") from None
@@ -91,11 +91,13 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   sampling_gan = models.build(config.model, source.data_shape, None)
   resumed = resume(checkpointer, create_train_state(config, gan))
   last_checkpoint, data_position = resumed.step, resumed.data_position
+  seconds_before = resumed.training_seconds
   if last_checkpoint is not None:
     logging.info("Resumed from step %d (data position %d)", last_checkpoint, data_position)
   save_config(config, workdir)  # only now that its checkpoint is known to fit and restore
   start_step = int(resumed.state.step)
   state = replicate(resumed.state)
+  del resumed  # the host copy
   p_train_step = make_train_step(config, gan, source)
 
   # --- Periodic work: samples, evaluation, checkpoints
@@ -152,8 +154,7 @@ def train_and_evaluate(config, workdir: str) -> GANState:
                        jax.process_index(), jax.process_count()), config.data.prefetch)
   unchecked = []  # (step, device metrics) dispatched but not yet fetched and checked
   window = []  # fetched metrics since the last log line
-  clock = periodic.TrainingClock(resumed.training_seconds, start_step)
-  del resumed
+  clock = periodic.TrainingClock(seconds_before, start_step)
   budget_seconds = 60.0 * config.train_minutes
   in_flight = collections.deque()  # device metrics of the last steps dispatched
 

@@ -147,8 +147,9 @@ def train_and_evaluate_trials(config, trials: Sequence[dict], workdirs: Sequence
     validation.check_workdir(trial_config, workdir, checkpointers[-1])
 
   states = vec.init()
-  restored = [train.resume(c, vec.trial_state(states, k)) for k, c in enumerate(checkpointers)]
-  latest = [r.step for r in restored]
+  fresh = [vec.trial_state(states, k) for k in range(vec.num_trials)]
+  # The trials agree on a step before anything is moved: a refused resume changes nothing.
+  latest = [train.resume(c, s, move_damaged=False).step for c, s in zip(checkpointers, fresh)]
   seconds_before = 0.0
   if any(s is not None for s in latest):
     if len(set(latest)) != 1:
@@ -156,11 +157,13 @@ def train_and_evaluate_trials(config, trials: Sequence[dict], workdirs: Sequence
           f"the trials' latest checkpoints are at different steps "
           f"({dict(zip(workdirs, latest))}): a vectorised run resumes only together; remove "
           "the trials' workdirs to restart them")
+    restored = [train.resume(c, s) for c, s in zip(checkpointers, fresh)]
     states = stack([r.state for r in restored])
     # The trials trained together, so their training seconds agree: take the first's.
     seconds_before = restored[0].training_seconds
     logging.info("Resumed %d trials from step %d", vec.num_trials, latest[0])
-  del restored
+    del restored
+  del fresh
   for trial_config, workdir in zip(vec.configs, workdirs):
     validation.save_config(trial_config, workdir)  # once its checkpoint is known to restore
 
