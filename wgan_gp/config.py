@@ -55,6 +55,12 @@ def base_config() -> ml_collections.ConfigDict:
   config.loss.name = "wgan-gp"
   config.loss.gp_weight = 10.0  # λ
   config.loss.clip_value = 0.01  # c, for 'wgan-clip'
+  # Weight of Karras et al. (2018)'s ε-drift term, drift_weight·E[D(real)²] (they use
+  # 0.001): keeps the critic's scores from drifting far from 0 (WGAN-GP only; 0: off).
+  config.loss.drift_weight = 0.0
+  # Differentiable augmentation of everything the critic sees (wgan_gp/augment.py): a
+  # comma-separated subset of 'color,translation,cutout' (empty: none).
+  config.augment = ""
 
   config.batch_size = 64  # global: split across all devices of all processes
   config.n_critic = 5  # critic updates per generator update, each on its own real batch
@@ -75,10 +81,18 @@ def base_config() -> ml_collections.ConfigDict:
     # RMSProp's decay of the squared-gradient average (0.99: torch.optim.RMSprop's, which
     # the original WGAN used).
     opt.rms_decay = 0.99
-    opt.schedule = "constant"  # or 'linear' (decay to 0 over num_train_steps)
+    # 'constant', 'linear' (decay to 0 over num_train_steps), or a schedule over the
+    # fraction of the training budget spent, which ends with a `train_minutes` budget on
+    # any machine: 'budget-linear' or 'budget-cosine' (wgan_gp/schedules.py).
+    opt.schedule = "constant"
+    opt.decay_start = 0.0  # budget schedules: the fraction of the budget before decay
+    opt.final_scale = 0.0  # budget schedules: the end rate, as a fraction of the peak
     config.optim[name] = opt
   # EMA of the generator's parameters, used for samples and evaluation.
   config.ema_decay = 0.999
+  # Fraction of the training budget before the EMA starts averaging (until then it is
+  # the generator itself), so that early weights do not linger in it; 0: from the start.
+  config.ema_start = 0.0
 
   config.log_every = 100
   config.sample_every = 1000
@@ -117,6 +131,8 @@ NUMERIC_RANGES = {
     "num_train_steps": _AT_LEAST_1,
     "train_minutes": (lambda v: v >= 0, ">= 0 (0: no limit)"),
     "ema_decay": _FRACTION,
+    "ema_start": _FRACTION,
+    "loss.drift_weight": (lambda v: 0 <= v <= _FLOAT32_MAX, ">= 0 (0: no drift term)"),
     "log_every": _AT_LEAST_1,
     "sample_every": _AT_LEAST_1,
     "num_sample_images": _AT_LEAST_1,
@@ -128,7 +144,8 @@ NUMERIC_RANGES = {
     **{f"optim.{name}.{field}": check for name in ("generator", "critic")
        for field, check in (("learning_rate", _POSITIVE), ("b1", _FRACTION),
                             ("b2", _FRACTION), ("eps", _POSITIVE),
-                            ("rms_decay", _FRACTION))},
+                            ("rms_decay", _FRACTION), ("decay_start", _FRACTION),
+                            ("final_scale", (lambda v: 0 <= v <= 1, "in [0, 1]")))},
 }
 
 

@@ -213,8 +213,10 @@ class TrainingProgress:
   """
 
   def __init__(self, total_steps: int, start_step: int = 0, enabled: bool = True,
-               interactive: bool | None = None):
+               interactive: bool | None = None, train_minutes: float = 0.0):
     self.total_steps, self.enabled = total_steps, enabled
+    self.train_minutes = train_minutes
+    self._fraction = None  # of the budget, from the last log step
     self.interactive = enabled and (is_terminal() if interactive is None else interactive)
     self._task = _display.add("train", total_steps, start_step) if self.interactive else None
     self._numbers = ""
@@ -233,6 +235,10 @@ class TrainingProgress:
       if key in summary:
         numbers.append(f"{short} {summary[key]:.3g}")
     self._numbers = ", ".join(numbers)
+    self._fraction = summary.get("budget_fraction")
+    if self._task is not None and self.train_minutes and self._fraction:
+      # The bar's total: the steps the time budget will allow at this pace.
+      _display.update(self._task, total=max(step, round(step / self._fraction)))
     self._show(step)
 
   def evaluated(self, step: int, results: dict) -> None:
@@ -246,8 +252,14 @@ class TrainingProgress:
     if self._task is not None:
       _display.update(self._task, info=text)
     else:
-      logging.info("step %d/%d (%.1f%%): %s", step, self.total_steps,
-                   100.0 * step / max(self.total_steps, 1), text)
+      fraction = step / max(self.total_steps, 1) if self._fraction is None else self._fraction
+      if self.train_minutes and fraction > step / max(self.total_steps, 1):
+        # The time budget ends the run first: say so, instead of step/num_train_steps.
+        logging.info("step %d (%.1f%% of %g min): %s", step, 100.0 * fraction,
+                     self.train_minutes, text)
+      else:
+        logging.info("step %d/%d (%.1f%%): %s", step, self.total_steps, 100.0 * fraction,
+                     text)
 
   def close(self) -> None:
     if self._task is not None:

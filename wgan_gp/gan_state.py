@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from wgan_gp import models
+from wgan_gp import models, schedules
 from wgan_gp.data import data_shape
 from wgan_gp.models import GAN
 
@@ -35,19 +35,20 @@ def build_gan(config, axis_name: str | None = None) -> GAN:
 def make_optimizer(opt_config, total_updates: int,
                    learning_rate=None) -> optax.GradientTransformation:
   """Adam with the paper's defaults, or RMSProp as in the original WGAN; the learning
-  rate is constant or decays linearly to 0.
+  rate is constant or decays linearly to 0 over the updates (the budget schedules of
+  `wgan_gp.schedules` are applied by the step).
 
   `learning_rate` replaces the config's value when given, e.g. as an array that
   differs per trial of a vectorised sweep.
   """
   peak = opt_config.learning_rate if learning_rate is None else learning_rate
-  if opt_config.schedule == "constant":
-    learning_rate = peak
+  if opt_config.schedule in ("constant",) + schedules.BUDGET_SCHEDULES:
+    learning_rate = peak  # a budget schedule scales the updates in the step
   elif opt_config.schedule == "linear":
     learning_rate = optax.linear_schedule(peak, 0.0, max(total_updates, 1))
   else:
-    raise ValueError(f"unknown optimizer schedule {opt_config.schedule!r}; "
-                     "expected 'constant' or 'linear'")
+    raise ValueError(f"unknown optimizer schedule {opt_config.schedule!r}; expected one "
+                     f"of {', '.join(schedules.SCHEDULES)}")
   if opt_config.name == "adam":
     return optax.adam(learning_rate, b1=opt_config.b1, b2=opt_config.b2, eps=opt_config.eps)
   if opt_config.name == "rmsprop":

@@ -9,10 +9,11 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax import lax
 
-from wgan_gp import losses
+from wgan_gp import augment, losses, schedules
 from wgan_gp.models import GAN
 from wgan_gp.parallel import AXIS_NAME
 from wgan_gp.gan_state import GANState, make_optimizers
@@ -20,6 +21,7 @@ from wgan_gp.gan_state import GANState, make_optimizers
 # Salts that keep the random streams of a step apart (fold_in constants).
 CRITIC_STREAM, GENERATOR_STREAM = 0, 1
 Z_SALT, EPS_SALT, REAL_SALT, FLIP_SALT = 0, 1, 2, 3
+AUGMENT_REAL_SALT, AUGMENT_FAKE_SALT = 4, 5
 
 
 def sample_keys(rng, step, stream: tuple, global_indices):
@@ -38,6 +40,11 @@ def sample_keys(rng, step, stream: tuple, global_indices):
 def per_sample(fn, keys, salt):
   """fn(key) for each sample's key, salted so different draws stay independent."""
   return jax.vmap(lambda k: fn(jax.random.fold_in(k, salt)))(keys)
+
+
+def salted(keys, salt):
+  """Each sample's key, salted: a stream of its own for a batched consumer."""
+  return jax.vmap(lambda k: jax.random.fold_in(k, salt))(keys)
 
 
 def _to_unit_range(images):
@@ -64,7 +71,7 @@ def _critic_loop(update, carry, inputs, length: int):
 
 def train_step(state: GANState, real_batches, *, gan: GAN, config,
                sample_real: Callable | None = None, axis_name: str = AXIS_NAME,
-               hparams: dict | None = None):
+               hparams: dict | None = None, time_fraction=0.0):
   """One WGAN-GP iteration on one device, to run under pmap with `axis_name`.
 
   `n_critic` critic updates (a scan, each on its own real batch), then one generator
@@ -73,9 +80,13 @@ def train_step(state: GANState, real_batches, *, gan: GAN, config,
   examples on the device. Gradients and metrics are averaged over the devices.
   `hparams` maps dotted config names ('loss.gp_weight', 'loss.clip_value',
   'optim.{generator,critic}.learning_rate') to arrays that replace the config's values
-  (`wgan_gp.vectorized` vmaps over them).
+  (`wgan_gp.vectorized` vmaps over them). `time_fraction` is the fraction of
+  `train_minutes` spent (host-measured); the budget schedules read
+  max(step / num_train_steps, time_fraction) (`wgan_gp.schedules`).
   """
   hparams = hparams or {}
+  policy = augment.parse_policy(config.augment)
+  fraction = jnp.maximum(state.step / config.num_train_steps, time_fraction)
   g_optimizer, d_optimizer = make_optimizers(config, hparams)
   loss = losses.get_loss(config.loss, {k.removeprefix("loss."): v for k, v in hparams.items()
                                         if k.startswith("loss.")})
@@ -101,6 +112,9 @@ def train_step(state: GANState, real_batches, *, gan: GAN, config,
         flip = per_sample(jax.random.bernoulli, keys, FLIP_SALT)
         real = jnp.where(flip[:, None, None, None], real[:, :, ::-1], real)
     fake = gan.generate(state.g_params, z)
+    # The critic sees augmented reals and fakes, and the penalty interpolates those.
+    real = augment.augment(real, salted(keys, AUGMENT_REAL_SALT), policy)
+    fake = augment.augment(fake, salted(keys, AUGMENT_FAKE_SALT), policy)
 
     def loss_fn(params):
       return loss.critic_loss(gan.criticize, params, real, fake, eps)
@@ -109,6 +123,7 @@ def train_step(state: GANState, real_batches, *, gan: GAN, config,
     grads = lax.pmean(grads, axis_name)
     metrics["critic_grad_norm"] = optax.tree.norm(grads)
     updates, d_opt_state = d_optimizer.update(grads, d_opt_state, d_params)
+    updates = _scaled(updates, schedules.learning_rate_scale(config.optim.critic, fraction))
     d_params = loss.constrain_critic(optax.apply_updates(d_params, updates))
     return (d_params, d_opt_state), metrics
 
@@ -116,18 +131,20 @@ def train_step(state: GANState, real_batches, *, gan: GAN, config,
       critic_update, (state.d_params, state.d_opt_state),
       (real_batches, jnp.arange(n_critic)), n_critic)
 
-  _, z = random_inputs((GENERATOR_STREAM,))
+  keys, z = random_inputs((GENERATOR_STREAM,))
+  augment_keys = salted(keys, AUGMENT_FAKE_SALT)
 
   def generator_loss_fn(g_params):
-    return loss.generator_loss(gan.criticize(d_params, gan.generate(g_params, z)))
+    fake = augment.augment(gan.generate(g_params, z), augment_keys, policy)
+    return loss.generator_loss(gan.criticize(d_params, fake))
 
   g_loss, g_grads = jax.value_and_grad(generator_loss_fn)(state.g_params)
   g_grads = lax.pmean(g_grads, axis_name)
   g_updates, g_opt_state = g_optimizer.update(g_grads, state.g_opt_state, state.g_params)
+  g_updates = _scaled(g_updates, schedules.learning_rate_scale(config.optim.generator, fraction))
   g_params = optax.apply_updates(state.g_params, g_updates)
 
-  # Debiased EMA: early on the average follows the generator instead of its init.
-  decay = jnp.minimum(config.ema_decay, (1.0 + state.step) / (10.0 + state.step))
+  decay = schedules.ema_decay(config, state.step, fraction)
   ema_g_params = optax.incremental_update(g_params, state.ema_g_params, 1.0 - decay)
 
   metrics = {k: jnp.mean(v) for k, v in critic_metrics.items()}
@@ -143,17 +160,47 @@ def train_step(state: GANState, real_batches, *, gan: GAN, config,
   return new_state, metrics
 
 
-def make_train_step(config, gan: GAN, source=None, axis_name: str = AXIS_NAME):
-  """The pmapped step: `step(replicated_state, sharded_batch) -> (state, metrics)`.
+def _scaled(updates, scale):
+  """The optimiser's updates times the schedule's scale (for Adam and RMSProp the same
+  as scaling the learning rate); untouched for step-based schedules."""
+  if scale is None:
+    return updates
+  return jax.tree.map(lambda u: u * scale.astype(u.dtype), updates)
+
+
+class TrainStep:
+  """The pmapped step: `step(replicated_state, sharded_batch[, time_fraction]) ->
+  (state, metrics)`, and `step.lower(...)` for ahead-of-time compilation.
+
+  `time_fraction` (the fraction of `train_minutes` spent, default 0) is the same on
+  every device; only the budget schedules read it.
+  """
+
+  def __init__(self, pmapped):
+    self._pmapped = pmapped
+
+  def __call__(self, state, batch, time_fraction: float = 0.0):
+    return self._pmapped(state, batch, np.float32(time_fraction))
+
+  def lower(self, state, batch, time_fraction: float = 0.0):
+    return self._pmapped.lower(state, batch, np.float32(time_fraction))
+
+
+def make_train_step(config, gan: GAN, source=None, axis_name: str = AXIS_NAME) -> TrainStep:
+  """The pmapped step of `train_step` (see `TrainStep`).
 
   `gan` must be built with the same `axis_name` (`build_gan(config, AXIS_NAME)`), so the
   generator's BatchNorm uses the global batch. `source` is the data source; when it
   samples on the device, pass `None` as the batch. The state's buffers are donated.
   """
   sample_real = source.sample if source is not None and source.on_device else None
-  step = functools.partial(train_step, gan=gan, config=config, sample_real=sample_real,
-                           axis_name=axis_name)
-  return jax.pmap(step, axis_name=axis_name, donate_argnums=(0,))
+
+  def step(state, batch, time_fraction):
+    return train_step(state, batch, gan=gan, config=config, sample_real=sample_real,
+                      axis_name=axis_name, time_fraction=time_fraction)
+
+  return TrainStep(jax.pmap(step, axis_name=axis_name, in_axes=(0, 0, None),
+                            donate_argnums=(0,)))
 
 
 def host_metrics(metrics) -> dict[str, float]:

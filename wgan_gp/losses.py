@@ -49,13 +49,17 @@ def gradient_penalty(critic_fn: Callable, real, fake, eps):
   return jnp.mean(jnp.square(norms - 1.0)), norms
 
 
-def wgan_gp_critic_loss(critic_fn: Callable, real, fake, eps, gp_weight: float):
-  """E[D(fake)] − E[D(real)] + λ·penalty, and the metrics a researcher watches."""
+def wgan_gp_critic_loss(critic_fn: Callable, real, fake, eps, gp_weight: float,
+                        drift_weight: float = 0.0):
+  """E[D(fake)] − E[D(real)] + λ·penalty (+ drift·E[D(real)²], Karras et al. 2018), and
+  the metrics a researcher watches."""
   real_scores = critic_fn(real)
   fake_scores = critic_fn(fake)
   wasserstein = jnp.mean(real_scores) - jnp.mean(fake_scores)
   penalty, norms = gradient_penalty(critic_fn, real, fake, eps)
   loss = -wasserstein + gp_weight * penalty
+  if not (isinstance(drift_weight, (int, float)) and drift_weight == 0):
+    loss = loss + drift_weight * jnp.mean(jnp.square(real_scores))
   metrics = {
       "critic_loss": loss,
       "wasserstein": wasserstein,
@@ -150,7 +154,7 @@ def _unconstrained(d_params):
 def _wgan_gp_loss(hp) -> Loss:
   def critic_loss(criticize, d_params, real, fake, eps):
     return wgan_gp_critic_loss(functools.partial(criticize, d_params), real, fake, eps,
-                               hp["gp_weight"])
+                               hp["gp_weight"], hp.get("drift_weight", 0.0))
   return Loss(critic_loss, wgan_generator_loss, _unconstrained)  # the penalty, no clipping
 
 

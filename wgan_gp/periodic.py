@@ -10,6 +10,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from wgan_gp import schedules
+
 
 class Due(NamedTuple):
   """The periodic work due after a step."""
@@ -72,13 +74,20 @@ class TrainingClock:
 def summarize(window: list[dict], steps_per_sec: float, config, step: int,
               training_seconds: float) -> dict[str, float]:
   """A log record: the window's mean metrics (the largest interpolate gradient norm),
-  throughput and ETA."""
+  throughput, the budget fraction spent and the ETA (whichever of num_train_steps and
+  train_minutes ends the run first), and the learning rates of budget schedules."""
   summary = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
   summary["interp_grad_norm_max"] = max(float(m["interp_grad_norm_max"]) for m in window)
+  fraction = schedules.budget_fraction(step, training_seconds, config)
   summary.update(steps_per_sec=steps_per_sec,
                  images_per_sec=steps_per_sec * config.n_critic * config.batch_size,
-                 eta_minutes=(config.num_train_steps - step) / max(steps_per_sec, 1e-9) / 60,
-                 training_seconds=training_seconds)
+                 eta_minutes=schedules.eta_seconds(step, training_seconds, steps_per_sec,
+                                                   config) / 60,
+                 training_seconds=training_seconds, budget_fraction=fraction)
+  for name in ("critic", "generator"):
+    scale = schedules.learning_rate_scale(config.optim[name], fraction)
+    if scale is not None:  # the rate the last step of the window used, near enough
+      summary[f"{name}_learning_rate"] = float(config.optim[name].learning_rate * scale)
   return summary
 
 

@@ -188,12 +188,14 @@ def train_and_evaluate(config, workdir: str) -> GANState:
                  config.train_minutes, clock.seconds_before)
     last_step = start_step
   # One live line on a terminal, a plain line per log step elsewhere.
-  progress = TrainingProgress(config.num_train_steps, start_step, enabled=is_main_process)
+  progress = TrainingProgress(config.num_train_steps, start_step, enabled=is_main_process,
+                              train_minutes=config.train_minutes)
   with StopRequest() as stop_request:
     try:
       for step in range(start_step + 1, last_step + 1):
         with jax.profiler.StepTraceAnnotation("train", step_num=step):
-          state, metrics = p_train_step(state, next(batches))
+          time_fraction = clock.trained() / budget_seconds if budget_seconds else 0.0
+          state, metrics = p_train_step(state, next(batches), time_fraction)
         unchecked.append((step, metrics))
         progress.advance(step)
         data_position += examples_per_step

@@ -6,7 +6,7 @@ import os
 
 import jax
 
-from wgan_gp import losses
+from wgan_gp import augment, losses
 from wgan_gp.config import check_ranges, get_dotted, to_json
 from wgan_gp.data import TOY_SOURCES, check_source
 from wgan_gp.evaluators import check_metrics_available, parse_metrics
@@ -49,6 +49,12 @@ def check_values(config) -> None:
   something else), then for the first field outside its meaningful range."""
   check_source(config.data.source)
   check_ranges(config)
+  if augment.parse_policy(config.augment) and config.data.source in TOY_SOURCES:
+    raise ValueError(f"config.augment={config.augment!r} augments images, and "
+                     f"{config.data.source} is 2-D toy data: set --config.augment=''")
+  if config.loss.drift_weight and config.loss.name != "wgan-gp":
+    raise ValueError(f"config.loss.drift_weight applies to the wgan-gp loss, not "
+                     f"{config.loss.name!r}: set --config.loss.drift_weight=0")
 
 
 def check_workdir_path(workdir: str) -> None:
