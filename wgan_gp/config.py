@@ -69,6 +69,10 @@ def base_config() -> ml_collections.ConfigDict:
   # training have passed, whichever comes first; 0: no limit. Compilation counts,
   # evaluations and checkpoints do not.
   config.train_minutes = 0.0
+  # The clock of train_minutes and training_seconds: 'wall', or 'cpu' (this process's CPU
+  # seconds: a screen's trials, pinned to one core each, get the same work however busy
+  # the machine is).
+  config.train_clock = "wall"
 
   config.optim = ml_collections.ConfigDict()
   for name in ("generator", "critic"):

@@ -154,7 +154,7 @@ def train_and_evaluate(config, workdir: str) -> GANState:
                        jax.process_index(), jax.process_count()), config.data.prefetch)
   unchecked = []  # (step, device metrics) dispatched but not yet fetched and checked
   window = []  # fetched metrics since the last log line
-  clock = periodic.TrainingClock(seconds_before, start_step)
+  clock = periodic.TrainingClock(seconds_before, start_step, config.train_clock)
   budget_seconds = 60.0 * config.train_minutes
   in_flight = collections.deque()  # device metrics of the last steps dispatched
 

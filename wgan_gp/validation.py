@@ -6,7 +6,7 @@ import os
 
 import jax
 
-from wgan_gp import augment, losses
+from wgan_gp import augment, losses, periodic
 from wgan_gp.config import check_ranges, get_dotted, to_json
 from wgan_gp.data import TOY_SOURCES, check_source
 from wgan_gp.evaluators import check_metrics_available, parse_metrics
@@ -49,6 +49,9 @@ def check_values(config) -> None:
   something else), then for the first field outside its meaningful range."""
   check_source(config.data.source)
   check_ranges(config)
+  if config.train_clock not in periodic.CLOCKS:
+    raise ValueError(f"config.train_clock={config.train_clock!r}: expected one of "
+                     f"{', '.join(periodic.CLOCKS)}")
   if augment.parse_policy(config.augment) and config.data.source in TOY_SOURCES:
     raise ValueError(f"config.augment={config.augment!r} augments images, and "
                      f"{config.data.source} is 2-D toy data: set --config.augment=''")
@@ -74,8 +77,7 @@ def check_workdir(config, workdir: str, checkpointer) -> None:
   latest = checkpointer.latest_step()
   if latest is None or not os.path.exists(path):
     return
-  with open(path) as f:
-    saved = json.load(f)
+  saved = _read_saved_config(path)
   differences = state_incompatibilities(saved, config)
   if saved.get("seed", config.seed) != config.seed:
     differences.append(f"seed: {saved['seed']!r} -> {config.seed!r}")
@@ -93,6 +95,20 @@ def check_workdir(config, workdir: str, checkpointer) -> None:
   if changes:
     logging.warning("Resuming %s with changed settings, from the resumed step on: %s",
                     workdir, "; ".join(changes))
+
+
+def _read_saved_config(path: str) -> dict:
+  """The config.json of the run to resume; one line if it is damaged."""
+  try:
+    with open(path, "rb") as f:
+      saved = json.loads(f.read())
+    if not isinstance(saved, dict):
+      raise ValueError(f"a JSON {type(saved).__name__}, not an object")
+  except ValueError as error:  # not JSON, not UTF-8, or no object
+    raise IncompatibleCheckpointError(
+        f"{path} is damaged ({error}): put the run's config back, or delete it to resume "
+        "the checkpoint under this command's config") from None
+  return saved
 
 
 def save_config(config, workdir: str) -> None:

@@ -201,7 +201,7 @@ def train_and_evaluate_trials(config, trials: Sequence[dict], workdirs: Sequence
   data_position = start_step * examples_per_step  # toy data: a count, as in a single run
   window = []  # device metrics since the last log line
   in_flight = collections.deque()  # as in train.py: at most two steps ahead of the device
-  clock = periodic.TrainingClock(seconds_before, start_step)
+  clock = periodic.TrainingClock(seconds_before, start_step, config.train_clock)
   logging.info("Training %d trials together, steps %d..%d", vec.num_trials, start_step + 1,
                config.num_train_steps)
   with StopRequest() as stop_request:

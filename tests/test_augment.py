@@ -1,0 +1,231 @@
+"""Differentiable augmentation (wgan_gp/augment.py) and how the step uses it."""
+
+import functools
+
+import jax
+import jax.extend
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from conftest import CONFIGS
+from wgan_gp import augment, data, gan_state, iteration, losses, parallel
+from wgan_gp.config import load_config
+
+ALL = ("color", "translation", "cutout")
+
+
+def _images(n=6, side=16, seed=0):
+  return jax.random.uniform(jax.random.PRNGKey(seed), (n, side, side, 3), minval=-1, maxval=1)
+
+
+def _params(n, side, seed=1):
+  keys = jax.random.split(jax.random.PRNGKey(seed), n)
+  return jax.vmap(lambda k: augment.draw(k, (side, side, 3)))(keys)
+
+
+def test_policy_parsing_orders_and_refuses_unknown_names():
+  assert augment.parse_policy("cutout, translation,color") == ALL
+  assert augment.parse_policy("") == ()
+  with pytest.raises(ValueError, match="unknown augmentation \\['flip'\\]"):
+    augment.parse_policy("translation,flip")
+
+
+def test_parameters_have_their_documented_ranges():
+  side = 64
+  p = _params(20_000, side)
+  assert -0.5 <= p.brightness.min() and p.brightness.max() < 0.5
+  assert 0.0 <= p.saturation.min() and p.saturation.max() < 2.0
+  assert 0.5 <= p.contrast.min() and p.contrast.max() < 1.5
+  # Up to 1/8 of the side, both directions, every shift reached.
+  assert set(np.unique(p.shift).tolist()) == set(range(-8, 9))
+  assert set(np.unique(p.cutout_centre).tolist()) == set(range(0, side + 1))
+
+
+def _shift_reference(image, dy, dx):
+  out = np.zeros_like(image)
+  h, w = image.shape[:2]
+  for r in range(h):
+    for c in range(w):
+      if 0 <= r - dy < h and 0 <= c - dx < w:
+        out[r, c] = image[r - dy, c - dx]
+  return out
+
+
+def test_translation_moves_pixels_exactly_with_zero_padding():
+  x, p = _images(), _params(6, 16)
+  y = np.asarray(augment.translation(x, p))
+  for i in range(6):
+    dy, dx = map(int, p.shift[i])
+    np.testing.assert_array_equal(y[i], _shift_reference(np.asarray(x[i]), dy, dx))
+
+
+def test_cutout_zeroes_a_half_side_square_around_its_centre():
+  x, p = _images(side=16), _params(6, 16)
+  y = np.asarray(augment.cutout(x, p))
+  for i in range(6):
+    cy, cx = map(int, p.cutout_centre[i])
+    expected = np.asarray(x[i]).copy()
+    expected[max(cy - 4, 0):max(cy + 4, 0), max(cx - 4, 0):max(cx + 4, 0)] = 0.0
+    np.testing.assert_array_equal(y[i], expected)
+
+
+def test_color_matches_its_formulas():
+  x, p = _images(), _params(6, 16)
+  y = np.asarray(augment.color(x, p))
+  for i in range(6):
+    v = np.asarray(x[i], np.float64) + float(p.brightness[i])
+    m = v.mean(axis=-1, keepdims=True)
+    v = (v - m) * float(p.saturation[i]) + m
+    v = (v - v.mean()) * float(p.contrast[i]) + v.mean()
+    np.testing.assert_allclose(y[i], v, atol=1e-5)
+
+
+@pytest.mark.parametrize("policy", [("color",), ("translation",), ("cutout",), ALL])
+def test_each_sample_is_augmented_on_its_own(policy):
+  """A sample's result depends only on its image and its key, not on its batch-mates."""
+  x = _images(n=5)
+  keys = jax.random.split(jax.random.PRNGKey(3), 5)
+  batch = np.asarray(augment.augment(x, keys, policy))
+  for i in range(5):
+    alone = augment.augment(x[i:i + 1], keys[i:i + 1], policy)
+    np.testing.assert_allclose(batch[i], alone[0], rtol=0, atol=1e-6)
+  # Different keys, different augmentations.
+  assert not np.allclose(batch[0], np.asarray(augment.augment(x, keys[::-1], policy))[4])
+
+
+def test_gradients_flow_through_each_transform_as_their_closed_forms_say():
+  x, p = _images(n=4), _params(4, 16)
+  w = jax.random.normal(jax.random.PRNGKey(7), x.shape)
+  # translation is linear: its gradient is the weights shifted back.
+  g = jax.grad(lambda v: jnp.sum(augment.translation(v, p) * w))(x)
+  for i in range(4):
+    dy, dx = map(int, p.shift[i])
+    np.testing.assert_allclose(g[i], _shift_reference(np.asarray(w[i]), -dy, -dx), atol=1e-6)
+  # cutout: the weights outside the square.
+  g = jax.grad(lambda v: jnp.sum(augment.cutout(v, p) * w))(x)
+  np.testing.assert_array_equal(g, w * augment.cutout_mask(p, 16, 16, jnp.float32))
+  # color: against central differences in float64 terms.
+  g = jax.grad(lambda v: jnp.sum(augment.color(v, p) * w))(x)
+  direction = jax.random.normal(jax.random.PRNGKey(8), x.shape)
+  h = 1e-2
+  f = lambda v: float(jnp.sum(augment.color(v, p) * w))
+  numeric = (f(x + h * direction) - f(x - h * direction)) / (2 * h)
+  assert abs(float(jnp.sum(g * direction)) - numeric) < 1e-2 * max(1.0, abs(numeric))
+
+
+def test_penalty_under_augmentation_is_per_sample_and_matches_the_closed_form():
+  """The step interpolates augmented reals and fakes; for D(x) = ½Σ a·x² the input
+  gradient at x̂ is a·x̂, so each norm is ‖a·x̂_i‖ with x̂_i built from sample i alone."""
+  n, side = 6, 16
+  real, fake = _images(n, side, seed=0), _images(n, side, seed=1)
+  keys = jax.random.split(jax.random.PRNGKey(5), n)
+  eps = jax.random.uniform(jax.random.PRNGKey(6), (n,))
+  a = jax.random.uniform(jax.random.PRNGKey(9), (side, side, 3), minval=0.5, maxval=2.0)
+  critic = lambda x: 0.5 * jnp.sum(a * jnp.square(x), axis=(1, 2, 3))
+
+  def norms(real, fake):
+    real_aug = augment.augment(real, iteration.salted(keys, iteration.AUGMENT_REAL_SALT), ALL)
+    fake_aug = augment.augment(fake, iteration.salted(keys, iteration.AUGMENT_FAKE_SALT), ALL)
+    return losses.gradient_penalty(critic, real_aug, fake_aug, eps)[1], real_aug, fake_aug
+
+  got, real_aug, fake_aug = norms(real, fake)
+  e = np.asarray(eps)[:, None, None, None]
+  mix = e * np.asarray(real_aug, np.float64) + (1 - e) * np.asarray(fake_aug, np.float64)
+  expected = np.sqrt(np.sum(np.square(np.asarray(a) * mix), axis=(1, 2, 3)))
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+  # Changing sample 2's real image changes only sample 2's norm.
+  changed, _, _ = norms(real.at[2].set(-real[2]), fake)
+  others = [i for i in range(n) if i != 2]
+  np.testing.assert_array_equal(np.asarray(changed)[others], np.asarray(got)[others])
+  assert changed[2] != got[2]
+
+
+def _image_setup(**overrides):
+  config = load_config(str(CONFIGS / "celeba64.py:cpu,smoke"),
+                       {"data.image_size": 16, "batch_size": 4, **overrides})
+  gan = gan_state.build_gan(config, parallel.AXIS_NAME)
+  return config, gan
+
+
+def test_step_augments_reals_fakes_and_the_generators_fakes_as_documented():
+  """The step against a plain re-derivation: critic on augmented reals and fakes, the
+  penalty between them, and the generator's loss backpropagated through augmentation."""
+  config, gan = _image_setup(augment="color,translation,cutout")
+  policy = augment.parse_policy(config.augment)
+  state = gan_state.create_train_state(config, gan)
+  plain_gan = gan
+  gan = gan_state.build_gan(config)  # the reference runs outside pmap
+  real_u8 = np.asarray(jax.random.randint(jax.random.PRNGKey(2), (1, 4, 16, 16, 3), 0, 256),
+                       np.uint8)
+  g_opt, d_opt = gan_state.make_optimizers(config)
+  indices = jnp.arange(4)
+  normal = lambda k: jax.random.normal(k, (gan.z_dim,))
+
+  def reference(state):
+    keys = iteration.sample_keys(state.rng, state.step, (iteration.CRITIC_STREAM, 0), indices)
+    z = iteration.per_sample(normal, keys, iteration.Z_SALT)
+    eps = iteration.per_sample(jax.random.uniform, keys, iteration.EPS_SALT)
+    real = jnp.asarray(real_u8[0], jnp.float32) / 127.5 - 1.0
+    real = augment.augment(real, iteration.salted(keys, iteration.AUGMENT_REAL_SALT), policy)
+    fake = augment.augment(gan.generate(state.g_params, z),
+                           iteration.salted(keys, iteration.AUGMENT_FAKE_SALT), policy)
+    grads = jax.grad(lambda p: losses.wgan_gp_critic_loss(
+        functools.partial(gan.criticize, p), real, fake, eps, config.loss.gp_weight)[0])(
+            state.d_params)
+    updates, _ = d_opt.update(grads, state.d_opt_state, state.d_params)
+    d_params = optax.apply_updates(state.d_params, updates)
+    keys = iteration.sample_keys(state.rng, state.step, (iteration.GENERATOR_STREAM,), indices)
+    z = iteration.per_sample(normal, keys, iteration.Z_SALT)
+    aug_keys = iteration.salted(keys, iteration.AUGMENT_FAKE_SALT)
+    g_grads = jax.grad(lambda g: -jnp.mean(gan.criticize(
+        d_params, augment.augment(gan.generate(g, z), aug_keys, policy))))(state.g_params)
+    updates, _ = g_opt.update(g_grads, state.g_opt_state, state.g_params)
+    return optax.apply_updates(state.g_params, updates), d_params
+
+  expected_g, expected_d = jax.jit(reference)(state)
+  gan = plain_gan
+  step = iteration.make_train_step(config, gan)
+  new_state, _ = step(parallel.replicate(state), real_u8[None])
+  new_state = parallel.unreplicate(new_state)
+  close = functools.partial(np.testing.assert_allclose, rtol=2e-4, atol=2e-6)
+  jax.tree.map(close, new_state.d_params, expected_d)
+  jax.tree.map(close, new_state.g_params, expected_g)
+  # And augmentation changes the step: without it the result differs.
+  plain_config, _ = _image_setup(augment="")
+  plain = iteration.make_train_step(plain_config, gan)(parallel.replicate(state), real_u8[None])[0]
+  assert not np.allclose(jax.tree.leaves(parallel.unreplicate(plain).g_params)[0],
+                         jax.tree.leaves(new_state.g_params)[0])
+
+
+def _fraction_reaches_the_state(config, gan) -> bool:
+  """Whether the step's `time_fraction` input feeds any output (top-level data flow)."""
+  state = jax.tree.map(lambda x: x[None], gan_state.create_train_state(config, gan))
+  real = jnp.zeros((1, 1, 4, 16, 16, 3), jnp.uint8)
+  step = functools.partial(iteration.train_step, gan=gan, config=config)
+  closed = jax.make_jaxpr(lambda s, r, f: jax.vmap(
+      lambda s, r: step(s, r, time_fraction=f), axis_name=parallel.AXIS_NAME)(s, r))(
+          state, real, 0.5)
+  jaxpr = closed.jaxpr
+  live = {jaxpr.invars[-1]}
+  for eqn in jaxpr.eqns:
+    if any(v in live for v in eqn.invars if not isinstance(v, jax.extend.core.Literal)):
+      live.update(eqn.outvars)
+  return any(v in live for v in jaxpr.outvars if not isinstance(v, jax.extend.core.Literal))
+
+
+def test_with_every_lever_off_the_step_never_augments_nor_reads_the_budget(monkeypatch):
+  """Levers off, the step is round 1's program: augmentation is never applied and the
+  budget fraction feeds nothing (experiments/param_hashes.py compares the final states
+  of whole runs before and after a change, bit for bit)."""
+  config, gan = _image_setup()
+
+  def refuse(*args, **kwargs):
+    raise AssertionError("augmentation applied with config.augment empty")
+
+  monkeypatch.setattr(augment, "apply", refuse)
+  assert not _fraction_reaches_the_state(config, gan)
+  # The check can fail: a budget schedule or a late EMA does read it.
+  for overrides in ({"optim.generator.schedule": "budget-cosine"}, {"ema_start": 0.5}):
+    assert _fraction_reaches_the_state(_image_setup(**overrides)[0], gan)
