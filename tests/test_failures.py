@@ -6,6 +6,7 @@ Checkpoints survive kills during writes and deletions, a diverging run, and dama
 """
 
 import asyncio
+import errno
 import hashlib
 import json
 import logging
@@ -194,6 +195,133 @@ def test_failed_first_run_leaves_no_files(tmp_path):
   assert _hashes(workdir) == {}  # no config.json, no empty metrics.jsonl or events file
 
 
+# ------------------------------------------------------------------------- Workdirs
+
+# Runs `wgan_gp.main` with every open (`open` or `os.open`) of a path containing a
+# substring failing with an errno, as a full or read-only disk fails it.
+_FAILING_MAIN = """
+import builtins, os, runpy, sys
+target, substring, code = os.environ["FAIL_OPEN"].split("|")
+owner = os if target == "os.open" else builtins
+real = owner.open
+def failing(path, *args, **kwargs):
+  if substring in str(path):
+    raise OSError(int(code), os.strerror(int(code)), str(path))
+  return real(path, *args, **kwargs)
+owner.open = failing
+sys.argv = ["wgan_gp.main", *sys.argv[1:]]
+runpy.run_module("wgan_gp.main", run_name="__main__", alter_sys=True)
+"""
+
+
+def _failing_main(fail_open, workdir, *args):
+  return subprocess.run([sys.executable, "-c", _FAILING_MAIN, f"--workdir={workdir}", *args],
+                        env=subprocess_env(FAIL_OPEN=fail_open), cwd=REPO_ROOT,
+                        capture_output=True, text=True, timeout=1800)
+
+
+_HOLD_WORKDIR = """
+import sys, time
+from wgan_gp import workdir_lock
+with workdir_lock.hold(sys.argv[1]):
+  print("held", flush=True)
+  time.sleep(600)
+"""
+
+
+def test_second_run_in_a_held_workdir_fails_in_one_line_until_the_holder_dies(toy_copy):
+  holder = subprocess.Popen([sys.executable, "-c", _HOLD_WORKDIR, str(toy_copy)],
+                            env=subprocess_env(), cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                            text=True)
+  try:
+    assert holder.stdout.readline() == "held\n"
+    before = _hashes(toy_copy)
+    result = _main("toy2d.py:smoke", toy_copy, "--config.num_train_steps=30")
+    _error_line(result, exit_codes.BAD_INPUT, f"workdir {toy_copy} is in use by another run "
+                f"(pid {holder.pid} on host {socket.gethostname()}, since ",
+                "or use another --workdir")
+    assert _hashes(toy_copy) == before
+  finally:
+    holder.kill()  # SIGKILL: no clean-up, the OS drops its lock
+    holder.wait()
+  assert (toy_copy / ".lock").exists()
+  result = _main("toy2d.py:smoke", toy_copy, "--config.num_train_steps=30")
+  assert result.returncode == exit_codes.FINISHED, result.stderr[-3000:]
+  assert not (toy_copy / ".lock").exists()  # a run that ends removes it
+
+
+def test_workdir_lock_is_one_per_workdir_and_released(tmp_path):
+  from wgan_gp.workdir_lock import WorkdirInUseError, hold
+  with hold(str(tmp_path)):
+    with pytest.raises(WorkdirInUseError, match=f"pid {os.getpid()} on host"):
+      with hold(str(tmp_path)):
+        pass
+  with hold(str(tmp_path)):  # released, and taken again
+    pass
+  assert os.listdir(tmp_path) == []
+
+
+def test_read_only_workdir_fails_in_one_line(toy_copy):
+  before = _hashes(toy_copy)
+  result = _failing_main(f"os.open|config.json|{errno.EROFS}", toy_copy,
+                         f"--config={CONFIGS / 'toy2d.py:smoke'}", "--config.num_train_steps=30")
+  _error_line(result, exit_codes.BAD_INPUT, f"cannot write in {toy_copy}: its file system is "
+              "read-only", "--workdir")
+  assert _hashes(toy_copy) == before
+
+
+@pytest.mark.parametrize("garbage,problem", [
+    (b"{\"seed\": 0,", "Expecting property name"), (b"\x80junk", "codec can't decode"),
+    (b"[1, 2]", "a JSON list, not an object")])
+def test_damaged_config_json_fails_in_one_line(toy_copy, garbage, problem):
+  (toy_copy / "config.json").write_bytes(garbage)
+  before = _hashes(toy_copy)
+  result = _main("toy2d.py:smoke", toy_copy)
+  _error_line(result, exit_codes.BAD_INPUT, f"{toy_copy / 'config.json'} is damaged (", problem,
+              "put the run's config back, or delete it")
+  assert _hashes(toy_copy) == before
+  if garbage.startswith(b"["):  # the way out the line offers
+    (toy_copy / "config.json").unlink()
+    assert _main("toy2d.py:smoke", toy_copy).returncode == exit_codes.FINISHED
+
+
+def test_full_disk_during_a_checkpoint_exits_resumable_in_one_line(tmp_path):
+  workdir = tmp_path / "w"
+  args = [f"--config={CONFIGS / 'toy2d.py:smoke'}", "--config.num_train_steps=30",
+          "--config.eval_every=100"]
+  result = _failing_main(f"open|{os.sep}20.orbax-checkpoint-tmp{os.sep}|{errno.ENOSPC}",
+                         workdir, *args)
+  _error_line(result, exit_codes.RESUMABLE,
+              f"no space left on the disk writing checkpoint 20 in {workdir / 'checkpoints'} "
+              "(a checkpoint takes ", " free): free some space, then rerun the same command "
+              "to resume from step 10")
+  good, bad, others = _classify(workdir / "checkpoints", _abstract_state())
+  assert good == [10] and bad == [] and not [n for n in others if "tmp" in n], others
+  result = _run("main", f"--workdir={workdir}", *args)  # space freed: it goes on
+  assert result.returncode == exit_codes.FINISHED, result.stderr[-3000:]
+  assert "Resumed from step 10" in result.stderr
+
+
+def test_disk_errors_are_found_in_tensorstore_messages_and_causes():
+  from wgan_gp import disk_errors
+  tensorstore = ValueError(
+      "RESOURCE_EXHAUSTED: Error writing \"a/0.0\" in OCDBT database at local file "
+      "\"/r/checkpoints/40.orbax-checkpoint-tmp/state/ocdbt.process_0/\": Failed writing: "
+      "\"/r/checkpoints/40.orbax-checkpoint-tmp/state/ocdbt.process_0/d/ec83\": Failed to "
+      "write 7012352 bytes to file 4: No space left on device [os_error_code='28']")
+  line, code = disk_errors.explain(tensorstore, "/r")
+  assert code == exit_codes.RESUMABLE and line.startswith(
+      "no space left on the disk writing checkpoint 40 in /r/checkpoints (")
+  try:
+    try:
+      raise OSError(errno.ENOSPC, "No space left on device")
+    finally:
+      raise OSError(errno.EBADF, "closing after it")  # e.g. a writer's close, later
+  except OSError as error:
+    assert disk_errors.find(error).code == errno.ENOSPC
+  assert disk_errors.explain(ValueError("a bug"), "/r") is None
+
+
 # ------------------------------------------------------------------------------ Data
 
 
@@ -214,6 +342,51 @@ def test_corrupt_zip_member_is_skipped_and_named(tmp_path):
   assert "Traceback" not in result.stderr
   assert "Skipped 1 of 12 files that failed to read or decode: 000003.jpg" in result.stderr
   assert "11 images of 32x32" in result.stderr
+
+
+def test_image_smaller_than_the_crop_is_skipped_and_named(tmp_path):
+  images = _write_images(tmp_path / "images", count=22)
+  Image.new("RGB", (1, 1), (255, 0, 0)).save(images / "tiny.png")
+  result = _main("celeba64.py:smoke", tmp_path / "w", *_image_overrides(images, tmp_path),
+                 "--config.num_train_steps=1")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr
+  assert "Skipped 1 of 23 images smaller than data.crop_size=40: tiny.png (1x1)" in result.stderr
+  assert "22 images of 32x32" in result.stderr
+
+
+def test_cmyk_jpeg_and_16_bit_grey_png_decode_to_their_colours(tmp_path):
+  from wgan_gp.data.images import load_images
+  folder = tmp_path / "images"
+  folder.mkdir()
+  Image.new("RGB", (48, 48), (200, 30, 60)).save(folder / "a_rgb.jpg", quality=95)
+  Image.new("CMYK", (48, 48), (255, 0, 0, 0)).save(folder / "b_cmyk.jpg", quality=95)
+  Image.new("CMYK", (48, 48), (0, 0, 0, 128)).save(folder / "c_cmyk_grey.jpg", quality=95)
+  for name, value in (("d_grey16_mid.png", 0x8080), ("e_grey16_white.png", 0xFFFF)):
+    grey16 = Image.fromarray(np.full((48, 48), value, np.uint16))
+    assert grey16.mode.startswith("I;16")  # what Pillow writes and reads back: 16 bits
+    grey16.save(folder / name)
+  Image.new("RGB", (1, 1), (0, 0, 0)).save(folder / "f_tiny.png")
+  images = load_images(str(folder), crop_size=40, image_size=8,
+                       cache_dir=str(tmp_path / "cache")).images
+  expected = [(200, 30, 60), (0, 255, 255), (127, 127, 127), (128, 128, 128), (255, 255, 255)]
+  assert images.shape == (5, 8, 8, 3)
+  np.testing.assert_allclose(images.reshape(5, -1, 3).mean(1), expected, atol=3)
+
+
+@pytest.mark.parametrize("cache_dir", ["A_FILE/cache", "/proc/nope"])
+def test_unwritable_cache_dir_fails_in_one_line(tmp_path, cache_dir):
+  if cache_dir == "/proc/nope" and not os.path.isdir("/proc"):
+    pytest.skip("no /proc here")
+  images = _write_images(tmp_path / "images", count=3)
+  (tmp_path / "A_FILE").write_text("a file, not a folder")
+  cache_dir = cache_dir.replace("A_FILE", str(tmp_path / "A_FILE"))
+  workdir = tmp_path / "w"
+  result = _main("celeba64.py:smoke", workdir, *_image_overrides(images, tmp_path),
+                 f"--config.data.cache_dir={cache_dir}")
+  _error_line(result, exit_codes.BAD_INPUT, f"cannot create the decoded-image cache {cache_dir} (",
+              "set --config.data.cache_dir to a folder this user can write")
+  assert _hashes(workdir) == {}
 
 
 @pytest.mark.parametrize("keep_fraction", [0.3, 0.6])
@@ -286,6 +459,15 @@ def test_evaluate_weights_hint_names_its_own_flag(tmp_path):
                 env={"WGAN_GP_FID_WEIGHTS": str(tmp_path / "absent.pth")})
   line = _error_line(result, exit_codes.BAD_INPUT, "or evaluate with --metrics=swd")
   assert "--config.eval_metrics" not in line
+
+
+@pytest.mark.parametrize("num_samples", [0, -5])
+def test_evaluate_refuses_a_sample_count_below_one(toy_copy, num_samples):
+  before = _hashes(toy_copy)
+  result = _run("evaluate", f"--workdir={toy_copy}", f"--num_samples={num_samples}")
+  _error_line(result, exit_codes.BAD_INPUT, f"--num_samples={num_samples} must be >= 1",
+              only_line=True)
+  assert _hashes(toy_copy) == before  # nothing measured, nothing appended to eval.jsonl
 
 
 def test_evaluate_falls_back_past_a_damaged_checkpoint_without_moving_it(toy_copy):

@@ -7,6 +7,7 @@ ours:
   checkpoint is one a run can continue from;
 * old checkpoints are renamed into `.deleting/` (atomic) before they are deleted, so a
   kill during clean-up never leaves half a checkpoint under a step's name;
+* a save that fails (a full disk) removes its temporary folder before the error goes on;
 * a resume takes the newest checkpoint that restores (`restore_latest`). One that does
   not (files missing or truncated, non-finite values) is named in a warning and moved
   to `damaged/`, never deleted, so that the run can write that step again.
@@ -63,10 +64,7 @@ class Checkpointer:
     self.keep = keep
     self.read_only = read_only
     self._is_primary = jax.process_index() == 0 and not read_only
-    if self._is_primary and os.path.isdir(self.directory):
-      for name in os.listdir(self.directory):  # the folder of a save that was killed
-        if TMP_MARKER in name:
-          shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+    self._remove_partial_saves()  # of a run that was killed
     self._empty_deleting()
     self._manager = ocp.CheckpointManager(
         self.directory,
@@ -77,6 +75,22 @@ class Checkpointer:
         item_handlers={"state": ocp.StandardCheckpointHandler(),
                        "data": ocp.JsonCheckpointHandler()},
     )
+
+  def _remove_partial_saves(self) -> None:
+    """Deletes the temporary folders of saves that were killed or failed."""
+    if self._is_primary and os.path.isdir(self.directory):
+      for name in os.listdir(self.directory):
+        if TMP_MARKER in name:
+          shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+
+  def _wait_for_save(self) -> None:
+    """Waits for the save in flight. One that failed (a full disk, ...) raises here, after
+    its partial folder is removed: the checkpoints before it stay as they were."""
+    try:
+      self._manager.wait_until_finished()
+    except Exception:
+      self._remove_partial_saves()
+      raise
 
   def _empty_deleting(self) -> None:
     """Finishes the deletions that were under way (or killed) in `.deleting/`."""
@@ -107,11 +121,15 @@ class Checkpointer:
           f"this state was not checkpointed; {self.describe_latest()}: lower the learning "
           "rates, then rerun to resume from it")
     # The previous save, and the deletions it started, are complete once this returns.
-    self._manager.wait_until_finished()
+    self._wait_for_save()
     self._empty_deleting()
-    self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state),
-        data=ocp.args.JsonSave({"position": int(data_position), **metadata})))
+    try:
+      self._manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state),
+          data=ocp.args.JsonSave({"position": int(data_position), **metadata})))
+    except Exception:  # failed before its writes went to the background
+      self._remove_partial_saves()
+      raise
     logging.info("Saving checkpoint at step %d to %s", step, self.directory)
 
   def describe_latest(self) -> str:
@@ -227,10 +245,10 @@ class Checkpointer:
     self._empty_deleting()
 
   def wait(self) -> None:
-    self._manager.wait_until_finished()
+    self._wait_for_save()
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
+    self._wait_for_save()
     self._manager.close()
     self._empty_deleting()
 

@@ -2,13 +2,14 @@
 
 The other commands (evaluate, sample, fid, plot, sweep, vectorized) use the same codes.
 
-Requeue a job on RESUMABLE: the run saved a checkpoint and the same command continues it.
+Requeue a job on RESUMABLE: the same command continues the run from its last checkpoint
+(after a full disk, once space is freed).
 Every code but FINISHED and CRASHED comes with one line on stderr saying what to do.
 """
 
 FINISHED = 0  # trained to num_train_steps (or through its train_minutes budget)
 CRASHED = 1  # an unexpected error, with Python's traceback (a bug, out of memory, ...)
-BAD_INPUT = 2  # a bad flag, config, data, workdir or checkpoint: fix it, then rerun
+BAD_INPUT = 2  # a bad flag, config, data, checkpoint, or workdir (in use, read-only): fix it
 NON_FINITE = 3  # NaN/inf in training: the line names the last good checkpoint
-RESUMABLE = 75  # stopped by SIGTERM/SIGINT after a checkpoint (sysexits' EX_TEMPFAIL)
+RESUMABLE = 75  # SIGTERM/SIGINT after a checkpoint, or a full disk (sysexits' EX_TEMPFAIL)
 INTERRUPTED = 130  # a second Ctrl-C: stopped at once; the last checkpoint resumes (128+2)

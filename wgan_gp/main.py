@@ -4,11 +4,13 @@ This file is intentionally kept short: the logic lives in `wgan_gp.train`, which
 imported and tested on its own (and used from a notebook).
 
 Exit codes (`wgan_gp.exit_codes`): 0 finished; 75 stopped by SIGTERM/SIGINT after a
-checkpoint, so rerunning the same command resumes (requeue on it); 2 a bad flag, config,
-data, workdir or checkpoint; 3 non-finite values; 130 a second Ctrl-C; 1 a crash. Every
-failure but a crash prints one line, `error: ...`, naming the problem and the fix.
+checkpoint, or by a full disk, so rerunning the same command resumes (requeue on it); 2 a
+bad flag, config, data, workdir (in use by another run, read-only) or checkpoint; 3
+non-finite values; 130 a second Ctrl-C; 1 a crash. Every failure but a crash prints one
+line, `error: ...`, naming the problem and the fix.
 """
 
+import contextlib
 import logging as std_logging
 import os
 import sys
@@ -17,7 +19,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from wgan_gp import distributed, exit_codes, stopping, train, validation
+from wgan_gp import disk_errors, distributed, exit_codes, stopping, train, validation, workdir_lock
 from wgan_gp.data import DataError
 from wgan_gp.metrics.inception import WeightsError
 
@@ -39,8 +41,11 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def _quiet_library_info_logs():
-  """Orbax logs every save step by step at INFO; keep its warnings, drop the chatter."""
+  """Orbax logs every save step by step at INFO; keep its warnings, drop the chatter, and
+  the tracebacks it logs of a full disk (reported in one line)."""
   def keep(record):
+    if disk_errors.is_reported_library_log(record):
+      return False
     return record.levelno >= std_logging.WARNING or (
         f"{os.sep}orbax{os.sep}" not in record.pathname and
         f"{os.sep}jax{os.sep}_src{os.sep}xla_bridge" not in record.pathname)
@@ -102,10 +107,13 @@ def main(argv):
     validation.validate_config(FLAGS.config)
     logging.info("JAX process %d/%d, local devices: %s", jax.process_index(),
                  jax.process_count(), jax.local_devices())
-    state = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    # Process 0 holds the workdir for the whole multi-process run.
+    with (workdir_lock.hold(FLAGS.workdir) if jax.process_index() == 0
+          else contextlib.nullcontext()):
+      state = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except (validation.ConfigError, DataError, validation.IncompatibleCheckpointError,
           checkpoint.DamagedCheckpointError, distributed.DistributedError,
-          WeightsError) as error:
+          WeightsError, workdir_lock.WorkdirInUseError) as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(exit_codes.BAD_INPUT)
   except FloatingPointError as error:
@@ -115,6 +123,12 @@ def main(argv):
     print("error: interrupted by Ctrl-C, without saving since the last checkpoint: rerun "
           "the same command to resume from it", file=sys.stderr)
     sys.exit(exit_codes.INTERRUPTED)
+  except Exception as error:  # a full, read-only or forbidden disk; anything else crashes
+    explained = disk_errors.explain(error, FLAGS.workdir)
+    if explained is None:
+      raise
+    print(f"error: {explained[0]}", file=sys.stderr)
+    sys.exit(explained[1])
   if stopping.stopped_by() and int(state.step) < FLAGS.config.num_train_steps:
     sys.exit(exit_codes.RESUMABLE)
 

@@ -18,6 +18,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from wgan_gp.console import ProgressBar
+from wgan_gp.data.errors import DataError
 from wgan_gp.files import atomic_path, write_atomically
 from wgan_gp.user_cache import user_cache_dir
 
@@ -43,7 +44,11 @@ def load_or_build(cache_dir: str, fields: dict, num_images: int, image_size: int
   that fail to decode are skipped, so this may be less than `num_images`).
   """
   cache_dir = cache_dir or str(user_cache_dir() / "decoded")
-  os.makedirs(cache_dir, exist_ok=True)
+  try:
+    os.makedirs(cache_dir, exist_ok=True)
+  except OSError as error:
+    raise _unusable(f"cannot create the decoded-image cache {cache_dir} ({error.strerror})") \
+        from None
   key = cache_key(fields)
   data_path = os.path.join(cache_dir, f"{key}.npy")
   meta_path = os.path.join(cache_dir, f"{key}.json")
@@ -56,6 +61,9 @@ def load_or_build(cache_dir: str, fields: dict, num_images: int, image_size: int
       return CachedImages(images[:meta["count"]], key)
     logging.warning("Ignoring the decoded cache %s: it was built for other settings", data_path)
 
+  if not os.access(cache_dir, os.W_OK | os.X_OK):  # a read-only cache serves hits only
+    raise _unusable(f"cannot write the decoded-image cache {cache_dir} (read-only, or "
+                    "another user's)")
   _remove_stale_partial_files(data_path)
   # The partial file names its host and process: `_remove_stale_partial_files` knows it.
   partial = f"{data_path}.tmp-{socket.gethostname()}-{os.getpid()}"
@@ -76,6 +84,10 @@ def load_or_build(cache_dir: str, fields: dict, num_images: int, image_size: int
     raise
   logging.info("Cached %d decoded images at %s", count, data_path)
   return CachedImages(np.load(data_path, mmap_mode="r")[:count], key)
+
+
+def _unusable(problem: str) -> DataError:
+  return DataError(f"{problem}: set --config.data.cache_dir to a folder this user can write")
 
 
 def _remove_stale_partial_files(data_path: str) -> None:

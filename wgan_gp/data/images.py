@@ -22,14 +22,11 @@ from PIL import Image
 
 from wgan_gp.console import ProgressBar
 from wgan_gp.data.cache import CachedImages, load_or_build
+from wgan_gp.data.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 RESAMPLE = Image.Resampling.BICUBIC  # antialiased when downscaling, as Pillow resizes
 RESAMPLE_NAME = "pillow-bicubic"
-
-
-class DataError(ValueError):
-  """Input data that cannot be used; the message names the problem and the fix."""
 
 
 def _is_image_name(name: str) -> bool:
@@ -123,15 +120,31 @@ def iterate_image_bytes(path: str, names: list[str]) -> Iterator[tuple[str, byte
           waiting[member.name] = archive.extractfile(member).read()
 
 
+class ImageTooSmallError(DataError):
+  """An image smaller than `data.crop_size`: skipped among others, fatal if all are."""
+
+  def __init__(self, crop_size: int, width: int, height: int):
+    super().__init__(
+        f"data.crop_size={crop_size} exceeds the image size {width}x{height}: use a crop "
+        "that fits (e.g. 108 for CelebA 178x218, 54 for the 89x109 half-size copy) or 0")
+    self.crop_size, self.size = crop_size, f"{width}x{height}"
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+  """RGB, with 16-bit greyscale scaled to 8 bits (Pillow's convert clips it to white)."""
+  if image.mode.startswith("I"):  # I;16, I;16B, ... (and I, as older Pillows open them)
+    grey = np.round(np.asarray(image, dtype=np.float64) / 257).clip(0, 255)
+    image = Image.fromarray(grey.astype(np.uint8), "L")
+  return image.convert("RGB")
+
+
 def crop_and_resize(image: Image.Image, crop_size: int, image_size: int) -> np.ndarray:
   """Centre square crop of side `crop_size` (0: the largest), resize, RGB uint8 [S, S, 3]."""
-  image = image.convert("RGB")
+  image = to_rgb(image)
   width, height = image.size
   side = crop_size or min(width, height)
   if side > min(width, height):
-    raise DataError(
-        f"data.crop_size={crop_size} exceeds the image size {width}x{height}: use a crop "
-        "that fits (e.g. 108 for CelebA 178x218, 54 for the 89x109 half-size copy) or 0")
+    raise ImageTooSmallError(crop_size, width, height)
   left, top = (width - side) // 2, (height - side) // 2
   image = image.crop((left, top, left + side, top + side))
   if side != image_size:
@@ -149,13 +162,15 @@ def decode_into(out: np.ndarray, items: Iterator[tuple[str, object]],
                 progress: Callable[[int], None] | None = None) -> int:
   """Converts each (name, payload) into the next row of `out`, in order, in threads.
 
-  Items that fail to convert are skipped and named in one log line; a `DataError`
-  (a wrong setting, not a bad file) stops everything. Returns the rows filled. The
-  order is that of `items`, so every process that builds the same cache gets the same
-  row for each image. Pillow releases the GIL while decoding and resizing.
+  Items that fail to convert, and images smaller than the crop, are skipped and named in
+  a log line each. If all that decode are too small, the crop is wrong: that stops
+  everything, as any other `DataError` does (a wrong setting, not a bad file). Returns
+  the rows filled. The order is that of `items`, so every process that builds the same
+  cache gets the same row for each image. Pillow releases the GIL while decoding and
+  resizing.
   """
   workers = workers or os.cpu_count() or 1
-  failed = []
+  failed, too_small = [], []
   count = seen = 0
 
   def work(name, payload):
@@ -163,6 +178,8 @@ def decode_into(out: np.ndarray, items: Iterator[tuple[str, object]],
       return name, None
     try:
       return name, convert(payload)
+    except ImageTooSmallError as error:
+      return name, error
     except DataError:
       raise
     except Exception:  # a corrupt or truncated file: skip it, never fatal on its own
@@ -174,6 +191,8 @@ def decode_into(out: np.ndarray, items: Iterator[tuple[str, object]],
     seen += 1
     if image is None:
       failed.append(name)
+    elif isinstance(image, ImageTooSmallError):
+      too_small.append((name, image))
     else:
       out[count] = image
       count += 1
@@ -192,6 +211,13 @@ def decode_into(out: np.ndarray, items: Iterator[tuple[str, object]],
   if failed:
     logging.warning("Skipped %d of %d files that failed to read or decode: %s%s", len(failed),
                     seen, ", ".join(sorted(failed)[:10]), " ..." if len(failed) > 10 else "")
+  if too_small and count == 0:
+    raise too_small[0][1]
+  if too_small:
+    named = sorted(f"{name} ({error.size})" for name, error in too_small)
+    logging.warning("Skipped %d of %d images smaller than data.crop_size=%d: %s%s",
+                    len(too_small), seen, too_small[0][1].crop_size, ", ".join(named[:10]),
+                    " ..." if len(named) > 10 else "")
   return count
 
 
@@ -241,7 +267,7 @@ def read_images(path: str, crop_size: int, image_size: int, workers: int = 0) ->
 def _decode_kept_if_sized(data: bytes, crop_size: int, image_size: int) -> np.ndarray:
   with Image.open(io.BytesIO(data)) as image:
     if image.size == (image_size, image_size):
-      return np.asarray(image.convert("RGB"), dtype=np.uint8)
+      return np.asarray(to_rgb(image), dtype=np.uint8)
     return crop_and_resize(image, crop_size, image_size)
 
 
