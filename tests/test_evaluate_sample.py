@@ -62,9 +62,14 @@ def test_evaluate_is_deterministic_and_appends(image_run):
   assert outputs[0] == outputs[1]
   assert outputs[0]["step"] == 10 and outputs[0]["generator"] == "ema"
   assert outputs[0]["num_samples"] == 32 and np.isfinite(outputs[0]["eval/swd"])
+  assert outputs[0]["norm_stats"] == "standing (100 batches of 8, seed 0)"  # the run's batch
+  paper = json.loads(_cli("wgan_gp.evaluate", image_run, "--metrics=swd",
+                          "--norm_stats=batch").stdout)
+  assert paper["norm_stats"] == "batch (256 per batch)"
+  assert paper["eval/swd"] != outputs[0]["eval/swd"]
   raw = json.loads(_cli("wgan_gp.evaluate", image_run, "--metrics=swd", "--generator=raw").stdout)
   assert raw["eval/swd"] != outputs[0]["eval/swd"]
-  assert len(_eval_records(image_run)) == before + 3
+  assert len(_eval_records(image_run)) == before + 4
 
 
 def test_evaluate_toy_run_reports_mode_coverage(toy_run):
@@ -97,8 +102,9 @@ def test_training_keeps_the_best_fid_checkpoint(tmp_path):
   assert set(fids) == {5, 10}
   best_step = min(fids, key=fids.get)
   assert [int(p.name) for p in (workdir / "best").iterdir() if p.name.isdigit()] == [best_step]
+  # Training evaluates with batch statistics (the paper's sampling); so does this.
   record = json.loads(_cli("wgan_gp.evaluate", workdir, "--best", "--metrics=fid",
-                           "--num_samples=16").stdout)
+                           "--num_samples=16", "--norm_stats=batch").stdout)
   assert record["step"] == best_step and record["checkpoint"] == "best"
   assert record["eval/fid"] == pytest.approx(fids[best_step], rel=1e-4)
 

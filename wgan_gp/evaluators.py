@@ -71,33 +71,48 @@ def inception_metrics(metrics: tuple[str, ...], real, fake, extractor,
   return results
 
 
-def generate_from_noise(generate, g_params, z, batch_size: int = 256,
-                        fill_key=None) -> np.ndarray:
+GENERATION_BATCH = 256  # samples per generator call in evaluations
+
+
+def generate_from_noise(generate, g_params, z, batch_size: int = GENERATION_BATCH,
+                        fill_key=None, norm_stats=None) -> np.ndarray:
   """`generate(g_params, ·)` over the rows of `z` in batches of `batch_size`, as numpy.
 
-  The generator's BatchNorm normalises by the statistics of its batch, so a batch must
-  hold genuine noise only (zero rows shift every sample beside them). With `fill_key`
-  the last batch is filled up with extra noise drawn from it, whose outputs are dropped:
-  one compiled shape for every batch. Without, the last batch runs at its own size.
+  With `norm_stats` (standing statistics: `generate(g_params, z, norm_stats)`) samples
+  do not interact, and the last batch is padded with zeros: every call has one shape, so
+  a sample's pixels do not depend on how many are drawn (XLA's rounding may differ
+  between shapes).
+
+  Without, the generator's BatchNorm normalises by the statistics of its batch, so a
+  batch must hold genuine noise only (zero rows shift every sample beside them). With
+  `fill_key` the last batch is filled up with extra noise drawn from it, whose outputs
+  are dropped: one compiled shape for every batch. Without, the last batch runs at its
+  own size.
   """
   outputs = []
   for start in range(0, len(z), batch_size):
     batch = z[start:start + batch_size]
     count = batch.shape[0]
-    if count < batch_size and fill_key is not None:
+    if count < batch_size and norm_stats is not None:
+      batch = np.concatenate([batch, np.zeros((batch_size - count, *batch.shape[1:]),
+                                              batch.dtype)])
+    elif count < batch_size and fill_key is not None:
       fill = jax.random.normal(fill_key, (batch_size - count, *batch.shape[1:]), batch.dtype)
       batch = np.concatenate([batch, np.asarray(fill)])
-    outputs.append(np.asarray(generate(g_params, batch))[:count])
+    images = generate(g_params, batch) if norm_stats is None else generate(
+        g_params, batch, norm_stats)
+    outputs.append(np.asarray(images)[:count])
   return np.concatenate(outputs)
 
 
 def generate_in_batches(generate, g_params, num_samples: int, z_dim: int, seed: int,
-                        batch_size: int = 256) -> np.ndarray:
-  """`num_samples` generator outputs for the noise of `seed`, as float32 in [-1, 1]."""
+                        batch_size: int = GENERATION_BATCH, norm_stats=None) -> np.ndarray:
+  """`num_samples` generator outputs for the noise of `seed`, as float32 in [-1, 1].
+  Sample i's noise depends on (seed, i) only (JAX's partitionable Threefry)."""
   key = jax.random.PRNGKey(seed)
   noise = np.asarray(jax.random.normal(key, (num_samples, z_dim)))
   return generate_from_noise(generate, g_params, noise, batch_size,
-                             fill_key=jax.random.fold_in(key, 1))
+                             fill_key=jax.random.fold_in(key, 1), norm_stats=norm_stats)
 
 
 class ImageEvaluator:
@@ -126,9 +141,11 @@ class ImageEvaluator:
   def _real_images(self) -> np.ndarray:
     return np.asarray(self._source.images[self._real_indices])
 
-  def __call__(self, g_params) -> dict[str, float]:
+  def __call__(self, g_params, norm_stats=None) -> dict[str, float]:
+    """The metrics of `g_params`'s samples, normalised by `norm_stats` (standing
+    statistics) or, without, by batches of `GENERATION_BATCH`."""
     fake = generate_in_batches(self._generate, g_params, self.num_samples, self.gan.z_dim,
-                               self.seed)
+                               self.seed, norm_stats=norm_stats)
     results = {}
     if set(INCEPTION_METRICS) & set(self.metrics):
       extractor = inception.default_extractor()

@@ -1,6 +1,20 @@
-"""Paths through the latent space, for looking at what a generator has learned."""
+"""Latent codes by seed, and paths through the latent space, for looking at what a
+generator has learned."""
 
 import numpy as np
+
+
+def noise(seed: int, num: int, z_dim: int) -> np.ndarray:
+  """[num, z_dim] standard-normal latents; row i depends on (seed, i) only, not on num
+  (numpy's generator fills the rows in order), so sample i is the same whatever the
+  number drawn."""
+  return np.random.default_rng(seed).standard_normal((num, z_dim), np.float32)
+
+
+def endpoint_pairs(seed: int, num: int, z_dim: int) -> tuple[np.ndarray, np.ndarray]:
+  """(z0, z1), each [num, z_dim]: pair i depends on (seed, i) only."""
+  pairs = noise(seed, num, 2 * z_dim).reshape(num, 2, z_dim)
+  return pairs[:, 0], pairs[:, 1]
 
 
 def slerp(z0, z1, t):

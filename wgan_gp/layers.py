@@ -118,12 +118,21 @@ class LayerNorm(nn.Module):
     return y.astype(x.dtype)
 
 
+NORM_STATS = "norm_stats"  # the variable collection of BatchNorm's fixed statistics
+
+
 class BatchNorm(nn.Module):
-  """Normalisation by the statistics of the current batch (the paper's generator).
+  """Normalisation by the statistics of the current batch (the paper's generator), or
+  by fixed ones.
 
   No running averages: the generator stays a pure function of (params, z). With
   `axis_name` set inside pmap, statistics are those of the global batch, so the result
   does not depend on how the batch is split across devices.
+
+  Given a `NORM_STATS` collection ({"mean", "var"} per layer: standing statistics,
+  `wgan_gp.standing_stats`), the layer normalises by those instead, so a sample no
+  longer depends on its batch-mates. With that collection mutable, it normalises by the
+  batch and records the batch's statistics there. Training passes neither.
   """
   axis_name: str | None = None
   epsilon: float = 1e-5
@@ -132,14 +141,22 @@ class BatchNorm(nn.Module):
   def __call__(self, x):
     axes = tuple(range(x.ndim - 1))
     x32 = x.astype(jnp.float32)
-    synced = self.axis_name is not None and not self.is_initializing()  # init: no pmap
-    mean = jnp.mean(x32, axes)
-    if synced:
-      mean = lax.pmean(mean, self.axis_name)
-    # Two passes: E[(x - mean)²] keeps the precision that E[x²] - mean² loses in float32.
-    var = jnp.mean(jnp.square(x32 - mean), axes)
-    if synced:
-      var = lax.pmean(var, self.axis_name)
+    recording = self.is_mutable_collection(NORM_STATS) and not self.is_initializing()
+    if self.has_variable(NORM_STATS, "mean") and not recording:
+      mean = self.get_variable(NORM_STATS, "mean")
+      var = self.get_variable(NORM_STATS, "var")
+    else:
+      synced = self.axis_name is not None and not self.is_initializing()  # init: no pmap
+      mean = jnp.mean(x32, axes)
+      if synced:
+        mean = lax.pmean(mean, self.axis_name)
+      # Two passes: E[(x - mean)²] keeps the precision that E[x²] - mean² loses in float32.
+      var = jnp.mean(jnp.square(x32 - mean), axes)
+      if synced:
+        var = lax.pmean(var, self.axis_name)
+      if recording:
+        self.put_variable(NORM_STATS, "mean", mean)
+        self.put_variable(NORM_STATS, "var", var)
     scale = self.param("scale", nn.initializers.ones_init(), (x.shape[-1],))
     offset = self.param("offset", nn.initializers.zeros_init(), (x.shape[-1],))
     y = (x32 - mean) * lax.rsqrt(var + self.epsilon) * scale + offset

@@ -226,9 +226,23 @@ class GAN:
     """Returns (generator params, critic params), initialised from `seed`."""
     return _init_params(self, seed)
 
-  def generate(self, g_params, z):
-    """Samples for latent codes z [N, z_dim]: images in [-1, 1] (NHWC) or 2-D points."""
-    return self.generator.apply({"params": g_params}, z)
+  def generate(self, g_params, z, norm_stats=None):
+    """Samples for latent codes z [N, z_dim]: images in [-1, 1] (NHWC) or 2-D points.
+
+    The generator's BatchNorm normalises by the statistics of the batch z, as in
+    training; with `norm_stats` (standing statistics, `wgan_gp.standing_stats`) by
+    those, so that each sample depends on its own latent only.
+    """
+    variables = {"params": g_params}
+    if norm_stats:
+      variables[layers.NORM_STATS] = norm_stats
+    return self.generator.apply(variables, z)
+
+  def norm_batch_stats(self, g_params, z):
+    """The per-layer mean and variance the generator's BatchNorm normalises z's batch by,
+    as the `norm_stats` of `generate` ({} without BatchNorm)."""
+    _, variables = self.generator.apply({"params": g_params}, z, mutable=[layers.NORM_STATS])
+    return variables.get(layers.NORM_STATS, {})
 
   def criticize(self, d_params, x):
     """Critic scores [N] for inputs x [N, *data_shape]."""
