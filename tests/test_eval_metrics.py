@@ -1,6 +1,6 @@
 """IS and precision/recall as evaluation metrics: the names `eval_metrics` takes, the
 check before training, and the numbers a training evaluation records (with a stand-in
-feature network, so no weights are needed)."""
+feature network, so no weights are needed); the toy runs' mode coverage."""
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +11,7 @@ from wgan_gp import evaluators
 from wgan_gp.metrics import fid, inception
 from wgan_gp.metrics.inception_score import inception_score
 from wgan_gp.metrics.precision_recall import precision_recall
+from wgan_gp.metrics.toy import mode_coverage
 
 
 def test_eval_metrics_names():
@@ -102,3 +103,20 @@ def test_batched_generation_never_mixes_zero_noise_into_a_batch():
   assert calls == [(128, 64), (128, 64), (44, 64)]  # no fill key: the tail at its own size
   np.testing.assert_allclose(alone[256:], np.broadcast_to(noise[256:].std(0), (44, 64)),
                              rtol=1e-5)
+
+
+def test_mode_coverage_counts_only_modes_with_a_high_quality_sample():
+  angles = np.arange(8) * np.pi / 4
+  modes = 2.0 * np.stack([np.cos(angles), np.sin(angles)], axis=1)  # 8 Gaussians
+  std = 0.02
+  rng = np.random.default_rng(0)
+  near = modes[[0, 0, 1, 2, 3]] + rng.normal(0, std / 2, (5, 2))  # within 3 std: 4 modes
+  off = modes[[5, 6]] + np.array([[0.0, 10 * std], [10 * std, 0.0]])  # nearest 5, 6; too far
+  result = mode_coverage(np.concatenate([near, off]), modes, std)
+  assert result == {"modes_captured": 4, "num_modes": 8,
+                    "high_quality_pct": pytest.approx(100 * 5 / 7)}
+  nowhere = mode_coverage(np.zeros((10, 2)), modes, std)  # the centre: 2 away from all
+  assert (nowhere["modes_captured"], nowhere["high_quality_pct"]) == (0, 0.0)
+  for distance, captured in ((2.9, 1), (3.1, 0)):  # the threshold: 3 std
+    sample = modes[[7]] + np.array([[distance * std, 0.0]])
+    assert mode_coverage(sample, modes, std)["modes_captured"] == captured, distance

@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from wgan_gp import fid as fid_cli
+from wgan_gp.metrics import fid
 from wgan_gp.metrics.precision_recall import knn_radii, precision_recall
 
 
@@ -62,3 +64,17 @@ def test_matches_naive_double_loop_across_blocks(k):
 def test_needs_more_points_than_neighbours():
   with pytest.raises(ValueError, match="N > k=3"):
     precision_recall(np.zeros((3, 2)), np.zeros((10, 2)))
+
+
+def test_printed_and_recorded_figures_say_they_ran_on_inception_features(tmp_path):
+  """Kynkäänniemi et al. and stylegan2-ada measure on VGG16: ours must not pass for theirs."""
+  rng = np.random.default_rng(0)
+  paths = []
+  for name, shift in (("real", 0.0), ("fake", 0.5)):
+    features = rng.normal(shift, 1.0, (40, 8)).astype(np.float32)
+    paths.append(str(tmp_path / f"{name}.npz"))
+    fid.save_stats(paths[-1], fid.ReferenceStats.from_features(features))
+  results = fid_cli.compare(paths, metrics="fid,pr")
+  assert "VGG16" in results["pr_features"] and "Inception" in results["pr_features"]
+  printed = fid_cli.format_results(results).splitlines()
+  assert any(line.startswith("pr_features") and "VGG16" in line for line in printed)

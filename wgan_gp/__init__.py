@@ -16,6 +16,7 @@ from wgan_gp import xla_setup
 # Importing the package (the CLIs, a notebook, the benchmark) sets XLA's flags before
 # JAX starts its backend: the faster CPU convolutions for every entry point.
 xla_setup.prefer_eigen_convolutions()
+xla_setup.quiet_missing_libtpu_notice()
 
 from wgan_gp.config import base_config, load_config  # noqa: E402  (after the flags)
 from wgan_gp.data import create_source

@@ -3,8 +3,9 @@
 Each path is a folder, .zip or .tar of JPEG/PNG images, an .npz of uint8 images
 [N, H, W, 3] (as `wgan_gp.sample --format=npz` writes), or an .npz of statistics
 (`mu`, `sigma`: pytorch-fid's and TTUR's format, or what `--save_stats` wrote).
-Prints FID, KID, precision/recall (A real, B generated) and each image set's
-Inception Score, with the same network and code as `evaluate` and training.
+Prints FID, KID, precision/recall (A real, B generated; on Inception features, where
+the paper used VGG16's) and each image set's Inception Score, with the same network and
+code as `evaluate` and training.
 
   python -m wgan_gp.fid /data/img_align_celeba.zip runs/x/samples --crop_size=108
   python -m wgan_gp.fid /data/img_align_celeba.zip --crop_size=108 --save_stats=celeba.npz
@@ -28,6 +29,7 @@ from wgan_gp.data.images import DataError, crop_and_resize, read_images
 from wgan_gp.evaluators import inception_metrics
 from wgan_gp.metrics import fid, inception
 from wgan_gp.metrics.inception_score import inception_score
+from wgan_gp.metrics.precision_recall import PR_FEATURES
 
 from wgan_gp import exit_codes
 
@@ -36,7 +38,8 @@ flags.DEFINE_string("save_stats", None, "Write PATH_A's statistics to this .npz 
                     "as pytorch-fid reads them, plus the features for KID, IS, precision "
                     "and recall).")
 flags.DEFINE_string("metrics", None, "A subset of 'fid,kid,is,pr' (is: Inception Score; "
-                    "pr: precision and recall). Default: all that the inputs allow.")
+                    "pr: precision and recall, on Inception features, not the paper's VGG16). "
+                    "Default: all that the inputs allow.")
 flags.DEFINE_integer("crop_size", 0, "Centre square crop in source pixels before resizing; "
                      "0: the largest square. 108 for CelebA's 178x218 aligned images. "
                      "Images already at --image_size are not cropped.")
@@ -96,6 +99,8 @@ def compare(paths: list[str], metrics: str | None = None, save_stats: str | None
       skipped.update({m: "statistics with only mu and sigma" for m in pair if m != "fid"})
       pair = [m for m in pair if m == "fid"]
     results.update(inception_metrics(tuple(pair), sides[0], sides[1], extractor))
+    if "precision" in results:
+      results["pr_features"] = PR_FEATURES
   if "is" in wanted:
     # By default only for images given; named in --metrics, also from saved features.
     if extractor is None and metrics is not None and any(s.features is not None for s in sides):

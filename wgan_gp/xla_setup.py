@@ -1,5 +1,6 @@
 """XLA settings that must be in place before JAX starts its backend."""
 
+import logging
 import os
 
 import jaxlib
@@ -16,3 +17,20 @@ def prefer_eigen_convolutions():
   flags_now = os.environ.get("XLA_FLAGS", "")
   if jaxlib.__version__.startswith("0.10.") and "ynn_fusion_type" not in flags_now:
     os.environ["XLA_FLAGS"] = f"{flags_now} {_EIGEN_CONVOLUTIONS}".strip()
+
+
+class _NoMissingLibtpuNotice(logging.Filter):
+  """Drops JAX's INFO line that libtpu is absent: every CPU and GPU machine has it so,
+  and it reads like an error. A TPU backend failing for any other reason still shows."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not (record.levelno < logging.WARNING and "libtpu" in message
+                and message.startswith("Unable to initialize backend 'tpu'"))
+
+
+def quiet_missing_libtpu_notice():
+  """Filters that line at its logger, so whatever handler prints (absl's, basicConfig's)."""
+  logger = logging.getLogger("jax._src.xla_bridge")
+  if not any(isinstance(f, _NoMissingLibtpuNotice) for f in logger.filters):
+    logger.addFilter(_NoMissingLibtpuNotice())

@@ -5,7 +5,8 @@
   weights from a PyTorch port without torch.
 - `fid`: FID and KID from features, and cached dataset reference statistics.
 - `inception_score`: the Inception Score from the class logits.
-- `precision_recall`: k-NN precision and recall on the same features.
+- `precision_recall`: k-NN precision and recall on the same features (the paper's are
+  on VGG16 features: compare only with Inception-feature values).
 - `swd`: sliced Wasserstein distance on Laplacian-pyramid patches; needs no weights.
 - `toy`: mode coverage for the 2-D mixtures.
 """

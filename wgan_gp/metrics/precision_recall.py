@@ -1,5 +1,10 @@
 """k-NN precision and recall (Kynkäänniemi et al. 2019), on Inception features.
 
+The paper and stylegan2-ada measure them on VGG16 features (fc2, 4096-d); here they run
+on the FID network's 2048-d InceptionV3 pool3 features, which FID and KID already
+computed. The numbers are comparable only with other Inception-feature values;
+`wgan_gp.fid` and `wgan_gp.evaluate` print and record this beside them (`pr_features`).
+
 Each set's manifold is the union of balls around its points, each ball reaching the
 point's k-th nearest neighbour in the same set (k = 3, the paper's choice). Precision:
 the fraction of generated points inside the real manifold (are samples realistic?).
@@ -12,6 +17,9 @@ precision); blocks keep memory at `block` × N, whatever N.
 """
 
 import numpy as np
+
+# What the printed and recorded figures say they ran on.
+PR_FEATURES = "InceptionV3 pool3, not the paper's VGG16"
 
 
 def _squared_distances(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -40,7 +48,8 @@ def manifold_coverage(manifold: np.ndarray, radii: np.ndarray, probes: np.ndarra
 
 def precision_recall(real_features: np.ndarray, fake_features: np.ndarray, k: int = 3,
                      block: int = 1000) -> dict[str, float]:
-  """{'precision', 'recall'} of generated features [M, D] against real ones [N, D]."""
+  """{'precision', 'recall'} of generated features [M, D] against real ones [N, D] (in
+  this package: Inception features, not the paper's VGG16)."""
   real = np.asarray(real_features, np.float32)
   fake = np.asarray(fake_features, np.float32)
   if real.ndim != 2 or real.shape[1:] != fake.shape[1:] or min(len(real), len(fake)) <= k:
