@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import CONFIGS
-from test_main import _checkpoint_steps, _last_line, _run_main
+from test_main import _checkpoint_steps, _error_line, _run_main
 
 tfds = pytest.importorskip("tensorflow_datasets", reason="TFDS is not installed: pip install -e '.[tfds]'")
 pytest.importorskip("tensorflow", reason="TensorFlow is not installed: pip install -e '.[tfds]'")
@@ -19,7 +19,7 @@ def test_missing_celeba_files_name_the_manual_route(tmp_path):
   result = _run_main("celeba64.py:smoke", tmp_path / "w", "--config.data.source=tfds",
                      f"--config.data.tfds_data_dir={tmp_path / 'tfds'}", check=False)
   assert result.returncode == exit_codes.BAD_INPUT
-  line = _last_line(result.stderr)
+  line = _error_line(result.stderr)
   assert line.startswith("error: TFDS celeb_a is not prepared")
   assert all(name in line for name in MANUAL_FILES)
   assert str(tmp_path / "tfds" / "downloads" / "manual") in line
