@@ -15,14 +15,16 @@ from wgan_gp import exit_codes, plot, pretrained
 from wgan_gp.config import get_dotted, load_config
 
 
-@pytest.mark.parametrize("recipe", ["cpu", "gpu"])
+@pytest.mark.parametrize("recipe", ["cpu", "cpu2", "gpu"])
 def test_recipe_smoke_variant_trains_through_main(tmp_path, recipe):
   config = load_config(str(CONFIGS / f"celeba64.py:{recipe}"))
   assert config.loss.name == "wgan-gp" and config.loss.gp_weight > 0
   assert config.train_minutes > 0  # a recipe is a training-time budget
   smoke = load_config(str(CONFIGS / f"celeba64.py:{recipe},smoke"))
   for key in ("n_critic", "optim.critic.learning_rate", "optim.generator.learning_rate",
-              "optim.critic.b1", "ema_decay"):
+              "optim.critic.b1", "optim.critic.schedule", "optim.generator.schedule",
+              "optim.critic.decay_start", "ema_decay", "ema_start", "augment",
+              "loss.drift_weight"):
     assert get_dotted(smoke.to_dict(), key) == get_dotted(config.to_dict(), key), key  # the smoke variant keeps the recipe
   folder = _write_image_folder(tmp_path / "faces")
   workdir = tmp_path / "run"
