@@ -132,8 +132,9 @@ def protocol_row(workdir: str, num_samples: int, seed: int = 0,
     seconds = checkpoint.metadata(run.step).get("training_seconds")
   finally:
     checkpoint.close()
-  return {"steps": run.step,
+  return {"seed": run.config.seed, "steps": run.step,
           "minutes": None if seconds is None else round(seconds / 60.0, 2),
+          "steps_per_second": None if not seconds else round(run.step / seconds, 3),
           **measured, "images_seen": run.data_position, "run_config": run.config.to_dict()}
 
 
@@ -149,6 +150,9 @@ def remeasure_pretrained(name_or_path: str, data_path: str, num_samples: int,
                      num_samples,
                      norm_stats=generator.norm_stats if norm_stats == "standing" else None)
   info = {**generator.info, **measured}
+  if info.get("steps") and info.get("minutes"):  # so that a faster CPU tells itself apart
+    info["steps_per_second"] = round(info["steps"] / (60.0 * info["minutes"]), 3)
+  info.setdefault("seed", generator.info.get("seed", 0))
   write_atomically(os.path.join(pretrained.resolve(name_or_path), pretrained.INFO_FILE),
                    json.dumps(info, indent=2) + "\n")
   return {k: v for k, v in info.items() if k not in ("model", "data", "terms")}

@@ -161,6 +161,7 @@ def test_a_run_is_measured_against_half_a_with_its_config_and_training_time(
   (row,) = json.loads(out.read_text())
   assert (row["name"], row["steps"], row["images_seen"]) == ("tiny", 7, 56)
   assert row["minutes"] == round(123.0 / 60, 2)  # the checkpoint's training seconds
+  assert (row["seed"], row["steps_per_second"]) == (config.seed, round(7 / 123.0, 3))
   assert row["run_config"] == json.loads(to_json(config))  # the run's config, recorded
   assert row["num_samples"] == 15  # capped at half the 30 images
   assert all(stand_in.labels)  # every Inception pass shows progress
