@@ -31,6 +31,7 @@ picks XLA:CPU's Eigen convolutions with jaxlib 0.10, `wgan_gp/xla_setup.py`).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -175,15 +176,23 @@ def _cpu_compiled(fn, *args):
 
 
 def iteration_gflop(arch, batch, n_critic, width) -> float:
-  """FLOPs of one iteration from the CPU HLO of the plain formulation.
+  """FLOPs of one iteration from the CPU HLO of the plain formulation."""
+  return config_iteration_gflop(make_config(arch, batch, n_critic, width))
+
+
+def config_iteration_gflop(config) -> float:
+  """GFLOP of one iteration at `config`'s shapes (its model, batch, n_critic, image size),
+  from the CPU HLO of the plain float32 formulation.
 
   The step keeps its critic updates in a scan, whose body HLO cost analysis counts
   once, so the two halves of an iteration are lowered on their own here.
   """
-  config = make_config(arch, batch, n_critic, width)
+  config = copy.deepcopy(config)
+  config.model.conv_impl, config.model.compute_dtype = "xla", "float32"
   gan = gan_state.build_gan(config)
   g_params, d_params = jax.eval_shape(lambda: gan.init(0))
-  images = jax.ShapeDtypeStruct((batch, *IMAGE_SHAPE), jnp.float32)
+  batch, size = config.batch_size, config.data.image_size
+  images = jax.ShapeDtypeStruct((batch, size, size, 3), jnp.float32)
   z = jax.ShapeDtypeStruct((batch, config.model.z_dim), jnp.float32)
   eps = jax.ShapeDtypeStruct((batch,), jnp.float32)
 
@@ -195,9 +204,8 @@ def iteration_gflop(arch, batch, n_critic, width) -> float:
   def generator_update(g_params, d_params, z):
     return jax.grad(lambda g: -jnp.mean(gan.criticize(d_params, gan.generate(g, z))))(g_params)
 
-  flops = _cost_flops
-  return (n_critic * flops(critic_update, g_params, d_params, images, z, eps)
-          + flops(generator_update, g_params, d_params, z)) / 1e9
+  return (config.n_critic * _cost_flops(critic_update, g_params, d_params, images, z, eps)
+          + _cost_flops(generator_update, g_params, d_params, z)) / 1e9
 
 
 # ------------------------------------------------------------------ variants

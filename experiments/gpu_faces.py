@@ -13,7 +13,6 @@ deadline leaves the parts before it.
 """
 
 import argparse
-import copy
 import functools
 import json
 import os
@@ -81,30 +80,9 @@ def _first_call_seconds(step, state, batch):
 
 def iteration_gflop(config) -> float:
   """GFLOP of one iteration at `config`'s shapes, counted as experiments/benchmark.py
-  counts them (the plain float32 formulation's HLO, lowered for the CPU), so the shares
-  of peak compare with its tables."""
-  from benchmark import _cost_flops
-  from wgan_gp import losses
-
-  config = copy.deepcopy(config)
-  config.model.conv_impl, config.model.compute_dtype = "xla", "float32"
-  gan = gan_state.build_gan(config)
-  g_params, d_params = jax.eval_shape(lambda: gan.init(0))
-  batch, size = config.batch_size, config.data.image_size
-  images = jax.ShapeDtypeStruct((batch, size, size, 3), np.float32)
-  z = jax.ShapeDtypeStruct((batch, config.model.z_dim), np.float32)
-  eps = jax.ShapeDtypeStruct((batch,), np.float32)
-
-  def critic_update(g_params, d_params, real, z, eps):
-    fake = gan.generate(g_params, z)
-    return jax.grad(lambda d: losses.wgan_gp_critic_loss(
-        lambda x: gan.criticize(d, x), real, fake, eps, 1.0)[0])(d_params)
-
-  def generator_update(g_params, d_params, z):
-    return jax.grad(lambda g: -gan.criticize(d_params, gan.generate(g, z)).mean())(g_params)
-
-  return (config.n_critic * _cost_flops(critic_update, g_params, d_params, images, z, eps)
-          + _cost_flops(generator_update, g_params, d_params, z)) / 1e9
+  counts them, so the shares of peak compare with its tables."""
+  from benchmark import config_iteration_gflop
+  return config_iteration_gflop(config)
 
 
 def _rates(seconds: float, images: int, gflop: float, peaks: dict) -> dict:
