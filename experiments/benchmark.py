@@ -4,9 +4,10 @@ One iteration = n_critic critic updates (each with the gradient penalty's double
 backward) + one generator update, as `wgan_gp.iteration.train_step` runs it (ours: the
 real pmapped step) and as `experiments/torch_reference.WGANGP` runs it (PyTorch eager,
 and torch.compile where it works). For each architecture, batch size and n_critic
-(`--n-critic 1,2,5`, the default; a table row per value) every variant is compiled and
-warmed up, then timed in interleaved rounds (A B C A B C ...), so that load from other
-processes hits all variants alike; the table reports medians.
+(`--n-critic 1,2,5`, the default; a table row per value) and width (`--width 16,32,64`)
+every variant is compiled and warmed up, then timed in interleaved rounds, each round
+starting at the next variant (A B C, B C A, C A B, ...), so that load from other
+processes hits all variants alike and none always runs first; the table reports medians.
 
   python experiments/benchmark.py                          # CPU defaults, ~45 min
   python experiments/benchmark.py --n-critic 5             # one n_critic, ~15 min
@@ -58,7 +59,8 @@ def parse_args(argv=None):
                       "when past --deadline-s")
   parser.add_argument("--n-critic", default="1,2,5",
                       help="comma-separated n_critic values, each timed on its own")
-  parser.add_argument("--width", type=int, default=64)
+  parser.add_argument("--width", default="64",
+                      help="comma-separated model widths, each timed on its own (16,24,32)")
   parser.add_argument("--torch-tf-padding", action="store_true",
                       help="time PyTorch with TF's asymmetric 'SAME' padding (F.pad per "
                       "strided layer) instead of its own symmetric padding")
@@ -232,7 +234,7 @@ class JaxVariant:
     self.run()  # the first run pays for allocations, not for compilation
 
   def run(self):
-    self.state, metrics = self.step(self.state, self.batch)
+    self.state, metrics = self.step(self.state, self.batch, np.float32(0.0))
     jax.block_until_ready((self.state, metrics))
 
   def memory_bytes(self):
@@ -326,17 +328,18 @@ def benchmark(args):
   results["matmul_peak_gflops"] = peaks
   print(f"measured matmul peak (GFLOP/s): {peaks}", flush=True)
 
-  configs = [(arch, batch, n_critic) for arch in args.archs.split(",")
+  configs = [(arch, batch, width, n_critic) for arch in args.archs.split(",")
              for batch in [int(b) for b in args.batch_sizes.split(",")]
+             for width in width_values(args)
              for n_critic in n_critic_values(args)]
-  for arch, batch, n_critic in configs:
-    entry_args = argparse.Namespace(**{**vars(args), "n_critic": n_critic})
-    gflop = iteration_gflop(arch, batch, n_critic, args.width)
-    entry = {"arch": arch, "batch": batch, "n_critic": n_critic,
+  for arch, batch, width, n_critic in configs:
+    entry_args = argparse.Namespace(**{**vars(args), "n_critic": n_critic, "width": width})
+    gflop = iteration_gflop(arch, batch, n_critic, width)
+    entry = {"arch": arch, "batch": batch, "width": width, "n_critic": n_critic,
              "gflop_per_iteration": gflop, "torch_counter_gflop": None, "variants": {}}
     results["configs"].append(entry)
-    print(f"\n== {arch} batch {batch} n_critic {n_critic}: {gflop:.0f} GFLOP per iteration",
-          flush=True)
+    print(f"\n== {arch} batch {batch} width {width} n_critic {n_critic}: {gflop:.0f} GFLOP "
+          "per iteration", flush=True)
     variants = []
     for spec in filter(None, args.jax.split(",")):
       impl, dtype = spec.split(":")
@@ -369,7 +372,9 @@ def benchmark(args):
     for variant in ready:
       entry["variants"][variant.name]["memory_bytes"] = variant.memory_bytes()
     for round_index in range(args.repeats):
-      for variant in ready:
+      # Each round starts at the next variant, so that none always runs first.
+      shift = round_index % max(len(ready), 1)
+      for variant in ready[shift:] + ready[:shift]:
         start = time.perf_counter()
         variant.run()
         elapsed = time.perf_counter() - start
@@ -383,6 +388,13 @@ def benchmark(args):
     summarize(entry, entry_args, peaks)
     write_outputs(results, args)
   return results
+
+
+def width_values(args) -> list[int]:
+  """--width as a list of ints ('16,32' -> [16, 32]; an int is one value)."""
+  if isinstance(args.width, int):
+    return [args.width]
+  return [int(w) for w in str(args.width).split(",") if w.strip()]
 
 
 def n_critic_values(args) -> list[int]:
@@ -432,29 +444,29 @@ def markdown(results) -> str:
   m = results["machine"]
   lines = [f"# WGAN-GP iteration benchmark ({m['device']}; host: {m.get('cpu', 'unknown CPU')})",
            "",
-           f"{m['jax']}, {m['torch']}; n_critic per row, "
-           f"width={results['args']['width']}, 64×64; medians of {results['args']['repeats']} "
+           f"{m['jax']}, {m['torch']}; width and n_critic per row, 64×64; medians of {results['args']['repeats']} "
            f"interleaved rounds. Measured matmul peak: "
            + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in results["matmul_peak_gflops"].items())
            + ".", "",
-           "| arch | batch | n_critic | variant | s/iter | images/s | GFLOP/s | % peak "
+           "| arch | batch | width | n_critic | variant | s/iter | images/s | GFLOP/s | % peak "
            "| time vs torch eager | speedup vs torch.compile | compile s | memory MB |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   fmt = lambda x, f: "–" if x is None else format(x, f)
   # JSON written before n_critic was per config has it only in its args.
   n_critic_of = lambda entry: entry.get("n_critic", results["args"]["n_critic"])
+  width_of = lambda entry: entry.get("width", results["args"]["width"])
   for entry in results["configs"]:
     for name, v in entry["variants"].items():
       if "error" in v:
-        lines.append(f"| {entry['arch']} | {entry['batch']} | {n_critic_of(entry)} | {name} | "
-                     f"failed: {v['error'][:80]} | | | | | | | |")
+        lines.append(f"| {entry['arch']} | {entry['batch']} | {width_of(entry)} | "
+                     f"{n_critic_of(entry)} | {name} | failed: {v['error'][:80]} | | | | | | | |")
         continue
       if "median_s" not in v:
         continue
       memory = v.get("memory_bytes")
       lines.append(
-          f"| {entry['arch']} | {entry['batch']} | {n_critic_of(entry)} | {name} | "
-          f"{v['median_s']:.3f} | "
+          f"| {entry['arch']} | {entry['batch']} | {width_of(entry)} | {n_critic_of(entry)} | "
+          f"{name} | {v['median_s']:.3f} | "
           f"{v['images_per_s']:.0f} | {v['gflops']:.0f} | {100 * v['peak_fraction']:.0f}% | "
           f"{fmt(v.get('time_vs_torch_eager'), '.2f')} | "
           f"{fmt(v.get('speedup_vs_torch_compile'), '.2f')} | {v['compile_s']:.1f} | "
@@ -462,7 +474,8 @@ def markdown(results) -> str:
   lines.append("")
   for entry in results["configs"]:
     counter = entry.get("torch_counter_gflop")
-    lines.append(f"{entry['arch']} batch {entry['batch']} n_critic {n_critic_of(entry)}: "
+    lines.append(f"{entry['arch']} batch {entry['batch']} width {width_of(entry)} "
+                 f"n_critic {n_critic_of(entry)}: "
                  f"{entry['gflop_per_iteration']:.0f} "
                  "GFLOP per iteration (XLA HLO count of the plain formulation)"
                  + (f"; torch's FLOP counter: {counter:.0f}" if counter else "") + ".")
@@ -480,7 +493,9 @@ def cpu_model() -> str:
   fields = {key.strip(): value.strip() for key, value in fields.items()}
   flags = fields.get("flags", "").split()
   vector = next((isa for isa in ("avx512f", "avx2", "avx") if isa in flags), "no AVX")
-  return f"{fields.get('model name', 'unknown CPU')}, {vector}"
+  # AMX: PyTorch's bf16 runs its matrix products there; XLA:CPU's does not.
+  amx = "AMX" if "amx_bf16" in flags else "no AMX"
+  return f"{fields.get('model name', 'unknown CPU')}, {vector}, {amx}"
 
 
 def machine_info():

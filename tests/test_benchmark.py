@@ -60,7 +60,7 @@ class _FakeVariant:
   def __init__(self, arch, batch, args, conv_impl, compute_dtype):
     self.name = f"jax {conv_impl} {compute_dtype}"
     self.compile_s = 0.0
-    _FakeVariant.built.append((arch, batch, args.n_critic))
+    _FakeVariant.built.append((arch, batch, args.width, args.n_critic))
 
   def run(self):
     pass
@@ -69,22 +69,27 @@ class _FakeVariant:
     return None
 
 
-def test_benchmark_times_every_n_critic(tmp_path):
-  # A list of n_critic values gives one config per value, each built, FLOP-counted and
-  # summarised with its own n_critic, and a table with an n_critic column. Tiny: DCGAN
-  # width 8, batch 2, one round, no PyTorch variants, the matmul peak not measured.
+def test_benchmark_times_every_width_and_n_critic(tmp_path):
+  # Lists of widths and n_critic values give one config per pair, each built,
+  # FLOP-counted and summarised with its own values, and a table with both columns.
+  # Tiny: DCGAN width 4 and 8, batch 2, one round, no PyTorch variants, the matmul peak
+  # not measured.
   args = benchmark.parse_args([
-      "--archs", "dcgan", "--batch-sizes", "2", "--n-critic", "1,2", "--width", "8",
+      "--archs", "dcgan", "--batch-sizes", "2", "--n-critic", "1,2", "--width", "4,8",
       "--repeats", "1", "--jax", "xla:float32", "--torch", "", "--out", str(tmp_path / "b")])
   _FakeVariant.built = []
   with mock.patch.object(benchmark, "matmul_peak_gflops", lambda dtype: 100.0), \
        mock.patch.object(benchmark, "JaxVariant", _FakeVariant):
     benchmark.benchmark(args)
-  assert _FakeVariant.built == [("dcgan", 2, 1), ("dcgan", 2, 2)]
+  assert _FakeVariant.built == [("dcgan", 2, 4, 1), ("dcgan", 2, 4, 2),
+                                ("dcgan", 2, 8, 1), ("dcgan", 2, 8, 2)]
   results = json.loads((tmp_path / "b.json").read_text())
   configs = results["configs"]
-  assert [(c["arch"], c["batch"], c["n_critic"]) for c in configs] == [
-      ("dcgan", 2, 1), ("dcgan", 2, 2)]
+  assert [(c["arch"], c["batch"], c["width"], c["n_critic"]) for c in configs] == [
+      ("dcgan", 2, 4, 1), ("dcgan", 2, 4, 2), ("dcgan", 2, 8, 1), ("dcgan", 2, 8, 2)]
+  narrow, wide = configs[0]["gflop_per_iteration"], configs[2]["gflop_per_iteration"]
+  assert 2 * narrow < wide  # twice the width: ~4x the FLOPs of the inner layers
+  configs = [c for c in configs if c["width"] == 8]
   for c in configs:
     v = c["variants"]["jax xla float32"]
     assert len(v["times_s"]) == 1
@@ -95,9 +100,31 @@ def test_benchmark_times_every_n_critic(tmp_path):
     one, two = (c["torch_counter_gflop"] for c in configs)
     assert one < two < 2 * one
   table = (tmp_path / "b.md").read_text()
-  assert "| arch | batch | n_critic | variant |" in table
-  assert "| dcgan | 2 | 1 | jax xla float32 |" in table
-  assert "| dcgan | 2 | 2 | jax xla float32 |" in table
+  assert "| arch | batch | width | n_critic | variant |" in table
+  for width in (4, 8):
+    assert f"| dcgan | 2 | {width} | 1 | jax xla float32 |" in table
+    assert f"| dcgan | 2 | {width} | 2 | jax xla float32 |" in table
+
+
+def test_jax_variant_times_the_real_step():
+  """The real JaxVariant: the pmapped step, compiled ahead of time and run with the
+  budget fraction it takes since the budget schedules (a stale call once broke every
+  JAX row of the benchmark while the faked tests above passed)."""
+  args = benchmark.parse_args(["--width", "4", "--n-critic", "1"])
+  args.width, args.n_critic = 4, 1
+  variant = benchmark.JaxVariant("dcgan", 2, args, "fast", "float32")
+  assert variant.compile_s > 0
+  variant.run()
+  assert int(variant.state.step[0]) == 2  # one run while set up, one here
+
+
+def test_cpu_model_names_the_widest_vector_unit_and_amx():
+  amx = "model name\t: Xeon X\nflags\t\t: fpu avx2 avx512f amx_bf16 amx_tile\n"
+  epyc = "model name\t: EPYC Y\nflags\t\t: fpu avx avx2\n"
+  with mock.patch.object(benchmark.Path, "read_text", lambda self: amx):
+    assert benchmark.cpu_model() == "Xeon X, avx512f, AMX"
+  with mock.patch.object(benchmark.Path, "read_text", lambda self: epyc):
+    assert benchmark.cpu_model() == "EPYC Y, avx2, no AMX"
 
 
 def test_n_critic_default_is_1_2_5():

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import gan_losses_and_grads, gan_losses_and_grads_fn
+from conftest import CONFIGS, gan_losses_and_grads, gan_losses_and_grads_fn
 from wgan_gp import conv
 
 # The fast impl picks a formulation per layer by channel count; each is checked alone
@@ -94,6 +94,34 @@ def test_models_penalty_gradient_matches_xla(model_impl, arch):
     _assert_close(got, want)
 
 
+@pytest.mark.parametrize("fold", ["all", "none"])
+def test_conv_fold_setting_keeps_the_values_and_changes_the_formulation(fold):
+  """model.conv_fold reaches every strided layer of the DCGAN pair: the same values as
+  the plain convolutions, up to the penalty's double backward, from other programs."""
+  overrides = dict(arch="dcgan", width=8, z_dim=8)
+  want = gan_losses_and_grads(16, 4, conv_impl="xla", **overrides)
+  got = gan_losses_and_grads(16, 4, conv_impl="fast", conv_fold=fold, **overrides)
+  for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    _assert_close(g, w)
+  convolutions = {}
+  for setting in (fold, "thin"):
+    compute, params = gan_losses_and_grads_fn(16, 2, conv_impl="fast", conv_fold=setting,
+                                              **overrides)
+    convolutions[setting] = compute.lower(*params).compile().as_text().count(" convolution(")
+  # Splitting runs a convolution per phase where folding runs one; width 8 is all 'thin'.
+  assert (convolutions[fold] > convolutions["thin"]) == (fold == "none")
+  assert (convolutions[fold] == convolutions["thin"]) == (fold == "all")
+
+
+def test_unknown_conv_fold_is_rejected():
+  from wgan_gp import models
+  from wgan_gp.config import base_config
+  config = base_config().model
+  config.conv_fold = "origami"
+  with pytest.raises(ValueError, match="model.conv_fold='origami'"):
+    models.build(config, (16, 16, 3))
+
+
 def _slow_convolutions_in(hlo: str):
   """The convolutions of compiled HLO that XLA:CPU runs on slow paths: base-dilated,
   window-reversed or grouped ones, and any not in the NHWC/HWIO layout that its Eigen
@@ -136,6 +164,27 @@ def test_train_step_compiles_to_no_slow_convolution(n_critic):
   compiled = iteration.make_train_step(config, gan).lower(state, batch).compile()
   slow, total = _slow_convolutions_in(compiled.as_text())
   assert total > 10 * n_critic
+  assert slow == []
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="checks XLA:CPU's lowering")
+@pytest.mark.parametrize("width", [16, 24, 48])
+def test_recipe_step_at_narrow_widths_compiles_to_no_slow_convolution(width):
+  """The CPU recipe's step (64×64, LayerNorm critic, BatchNorm generator, EMA) at the
+  narrow widths that CPU training uses: 16-48 channels put layers on both sides of the
+  fold-or-split threshold (conv._THIN_CHANNELS), and each must stay off the slow paths."""
+  import sys
+  sys.path.insert(0, str(CONFIGS))
+  import celeba64
+  from wgan_gp import gan_state, iteration, parallel
+  config = celeba64.get_config("cpu")
+  config.model.width, config.batch_size = width, 2
+  gan = gan_state.build_gan(config, parallel.AXIS_NAME)
+  state = parallel.replicate(gan_state.create_train_state(config, gan))
+  batch = parallel.shard_batch(np.zeros((1, 2, 64, 64, 3), np.uint8))
+  compiled = iteration.make_train_step(config, gan).lower(state, batch).compile()
+  slow, total = _slow_convolutions_in(compiled.as_text())
+  assert total > 40
   assert slow == []
 
 

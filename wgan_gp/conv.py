@@ -33,22 +33,25 @@ def resolve_impl(impl: str) -> str:
   return impl
 
 
-def conv2d(x, kernel, stride: int = 1, impl: str = "xla"):
-  """'SAME'-padded 2-D convolution, output spatial size = input size / stride."""
+def conv2d(x, kernel, stride: int = 1, impl: str = "xla", fold: str = "thin"):
+  """'SAME'-padded 2-D convolution, output spatial size = input size / stride. `fold`
+  picks the fast formulation's stride-1 forms (`FOLDS`)."""
   impl = resolve_impl(impl)
   if impl == "xla":
     return lax.conv_general_dilated(
         x, kernel, (stride, stride), "SAME", dimension_numbers=_DIMENSION_NUMBERS)
-  return _conv2d_fast(x, kernel, stride)
+  check_fold(fold)
+  return _conv2d_fast(x, kernel, stride, fold)
 
 
-def conv2d_transpose(x, kernel, stride: int = 2, impl: str = "xla"):
+def conv2d_transpose(x, kernel, stride: int = 2, impl: str = "xla", fold: str = "thin"):
   """'SAME' transposed convolution (TF `conv2d_transpose`), output = input × stride."""
   impl = resolve_impl(impl)
   if impl == "xla":
     return lax.conv_transpose(
         x, kernel, (stride, stride), "SAME", dimension_numbers=_DIMENSION_NUMBERS)
-  return _conv2d_transpose_fast(x, kernel, stride)
+  check_fold(fold)
+  return _conv2d_transpose_fast(x, kernel, stride, fold)
 
 
 # ------------------------------------------------- the 'fast' formulation
@@ -81,11 +84,28 @@ def conv2d_transpose(x, kernel, stride: int = 2, impl: str = "xla"):
 # uncanonicalised and runs weight gradients on the naive loop, whatever the formulation.)
 
 # Channel count under which a phase-split convolution's matrix products run far from
-# peak on CPU, so the folded form's 1.44x FLOPs cost less (measured on the DCGAN layers).
+# peak on CPU, so the folded form's 1.44x FLOPs cost less (measured on the DCGAN layers
+# at width 64).
 _THIN_CHANNELS = 16
 
+# Which strided layers the fast formulation folds (`model.conv_fold`): 'thin' those with
+# fewer than _THIN_CHANNELS channels on one side (the others split by phase), 'all' every
+# one, 'none' none. At the CPU recipes' narrow widths (16 channels and up) folding every
+# layer runs the step ~5% faster (experiments/results/speed_levers_*.md): four small
+# phase convolutions in flight at once use two cores worse than one wide one.
+FOLDS = ("thin", "all", "none")
 
-def _prefers_folding(kernel) -> bool:
+
+def check_fold(fold: str) -> None:
+  if fold not in FOLDS:
+    raise ValueError(f"model.conv_fold={fold!r}; expected one of {FOLDS}")
+
+
+def _prefers_folding(kernel, fold: str) -> bool:
+  if fold == "all":
+    return True
+  if fold == "none":
+    return False
   return min(kernel.shape[2], kernel.shape[3]) < _THIN_CHANNELS
 
 
@@ -275,16 +295,16 @@ def _conv2d_folded_input_grad(grad, kernel, s: int, in_h: int, in_w: int):
   return _subpixel_conv(grad, phase_kernel, s, before_h, before_w, in_h, in_w)
 
 
-def _conv2d_strided(x, kernel, s: int):
+def _conv2d_strided(x, kernel, s: int, fold: str):
   """Stride-1 form of the strided convolution: never run, only transposed (the input
   gradient's own input gradient, in the penalty's double backward)."""
-  if _prefers_folding(kernel):
+  if _prefers_folding(kernel, fold):
     return _conv2d_folded(x, kernel, s)
   return _conv2d_split(x, kernel, s)
 
 
-def _conv2d_strided_input_grad(grad, kernel, s: int, in_h: int, in_w: int):
-  if _prefers_folding(kernel):
+def _conv2d_strided_input_grad(grad, kernel, s: int, in_h: int, in_w: int, fold: str):
+  if _prefers_folding(kernel, fold):
     return _conv2d_folded_input_grad(grad, kernel, s, in_h, in_w)
   return _conv2d_split_input_grad(grad, kernel, s, in_h, in_w)
 
@@ -326,18 +346,18 @@ def _down_padding(x_shape, kernel_shape, s: int):
   return tuple(_same_padding(x_shape[axis], kernel_shape[axis - 1], s) for axis in (1, 2))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv2d_fast(x, kernel, s: int):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv2d_fast(x, kernel, s: int, fold: str):
   return _conv_direct(x, kernel, s, _down_padding(x.shape, kernel.shape, s))
 
 
-def _conv2d_fast_fwd(x, kernel, s):
-  return _conv2d_value(x, kernel, s), (x, kernel)
+def _conv2d_fast_fwd(x, kernel, s, fold):
+  return _conv2d_value(x, kernel, s, fold), (x, kernel)
 
 
-def _conv2d_fast_bwd(s, residuals, grad):
+def _conv2d_fast_bwd(s, fold, residuals, grad):
   x, kernel = residuals
-  return (_conv2d_input_grad(grad, kernel, s, x.shape),
+  return (_conv2d_input_grad(grad, kernel, s, fold, x.shape),
           _direct_weight_grad(x, grad, kernel.shape, s, _down_padding(x.shape, kernel.shape, s)))
 
 
@@ -350,41 +370,41 @@ _conv2d_fast.defvjp(_conv2d_fast_fwd, _conv2d_fast_bwd)
 # The tangents themselves are never run in reverse mode.
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-def _conv2d_value(x, kernel, s: int):
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _conv2d_value(x, kernel, s: int, fold: str):
   return _conv_direct(x, kernel, s, _down_padding(x.shape, kernel.shape, s))
 
 
 @functools.partial(_conv2d_value.defjvp, symbolic_zeros=True)
-def _conv2d_value_jvp(s, primals, tangents):
+def _conv2d_value_jvp(s, fold, primals, tangents):
   x, kernel = primals
   x_dot, kernel_dot = tangents
-  y = _conv2d_value(x, kernel, s)
+  y = _conv2d_value(x, kernel, s, fold)
   y_dot = jnp.zeros_like(y)
   if not isinstance(x_dot, SymbolicZero):  # transposes to the stride-1 input gradient
-    y_dot = y_dot + _conv2d_strided(x_dot, kernel, s)
+    y_dot = y_dot + _conv2d_strided(x_dot, kernel, s, fold)
   if not isinstance(kernel_dot, SymbolicZero):  # transposes to the direct weight gradient
     y_dot = y_dot + _conv_direct(x, kernel_dot, s, _down_padding(x.shape, kernel.shape, s))
   return y, y_dot
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
-def _conv2d_input_grad(grad, kernel, s: int, x_shape):
-  return _conv2d_strided_input_grad(grad, kernel, s, *x_shape[1:3])
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
+def _conv2d_input_grad(grad, kernel, s: int, fold: str, x_shape):
+  return _conv2d_strided_input_grad(grad, kernel, s, *x_shape[1:3], fold)
 
 
 @functools.partial(_conv2d_input_grad.defjvp, symbolic_zeros=True)
-def _conv2d_input_grad_jvp(s, x_shape, primals, tangents):
+def _conv2d_input_grad_jvp(s, fold, x_shape, primals, tangents):
   grad, kernel = primals
   grad_dot, kernel_dot = tangents
-  y = _conv2d_input_grad(grad, kernel, s, x_shape)
+  y = _conv2d_input_grad(grad, kernel, s, fold, x_shape)
   y_dot = jnp.zeros_like(y)
   if not isinstance(grad_dot, SymbolicZero):  # transposes to the direct strided convolution
     y_dot = y_dot + _direct_input_grad(grad_dot, kernel, s, x_shape)
   if not isinstance(kernel_dot, SymbolicZero):
     # Transposes to stride-1 weight gradients per phase (JAX's own input gradient here
     # would transpose to a window-reversed convolution, the slow path).
-    y_dot = y_dot + _conv2d_strided_input_grad(grad, kernel_dot, s, *x_shape[1:3])
+    y_dot = y_dot + _conv2d_strided_input_grad(grad, kernel_dot, s, *x_shape[1:3], fold)
   return y, y_dot
 
 
@@ -435,8 +455,8 @@ def _conv2d_transpose_folded(x, kernel, s: int):
                         x.shape[1] * s, x.shape[2] * s)
 
 
-def _conv2d_transpose_formulated(x, kernel, s: int):
-  if _prefers_folding(kernel):
+def _conv2d_transpose_formulated(x, kernel, s: int, fold: str):
+  if _prefers_folding(kernel, fold):
     return _conv2d_transpose_folded(x, kernel, s)
   return _conv2d_transpose_split_forward(x, kernel, s)
 
@@ -456,16 +476,16 @@ def _flip_io(kernel):
   return _flip(kernel.swapaxes(2, 3), (0, 1))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv2d_transpose_fast(x, kernel, s: int):
-  return _conv2d_transpose_formulated(x, kernel, s)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv2d_transpose_fast(x, kernel, s: int, fold: str):
+  return _conv2d_transpose_formulated(x, kernel, s, fold)
 
 
-def _conv2d_transpose_fast_fwd(x, kernel, s):
-  return _conv2d_transpose_formulated(x, kernel, s), (x, kernel)
+def _conv2d_transpose_fast_fwd(x, kernel, s, fold):
+  return _conv2d_transpose_formulated(x, kernel, s, fold), (x, kernel)
 
 
-def _conv2d_transpose_fast_bwd(s, residuals, grad):
+def _conv2d_transpose_fast_bwd(s, fold, residuals, grad):
   # Both gradients are direct strided convolutions: the input gradient is the adjoint
   # convolution, and the weight gradient is that convolution's own, read back through
   # the flip. (No critic uses a transposed convolution, so these are never

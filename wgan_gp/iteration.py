@@ -111,20 +111,25 @@ def train_step(state: GANState, real_batches, *, gan: GAN, config,
       if config.data.random_flip:
         flip = per_sample(jax.random.bernoulli, keys, FLIP_SALT)
         real = jnp.where(flip[:, None, None, None], real[:, :, ::-1], real)
-    fake = gan.generate(state.g_params, z)
-    # The critic sees augmented reals and fakes, and the penalty interpolates those.
-    real = augment.augment(real, salted(keys, AUGMENT_REAL_SALT), policy)
-    fake = augment.augment(fake, salted(keys, AUGMENT_FAKE_SALT), policy)
+    with jax.named_scope("critic_batch"):
+      fake = gan.generate(state.g_params, z)
+      # The critic sees augmented reals and fakes, and the penalty interpolates those.
+      real = augment.augment(real, salted(keys, AUGMENT_REAL_SALT), policy)
+      fake = augment.augment(fake, salted(keys, AUGMENT_FAKE_SALT), policy)
 
     def loss_fn(params):
       return loss.critic_loss(gan.criticize, params, real, fake, eps)
 
-    grads, metrics = jax.grad(loss_fn, has_aux=True)(d_params)
+    # The named scopes label the HLO, so a profile can tell the step's parts apart
+    # (experiments/profile_step.py); they change no computation.
+    with jax.named_scope("critic_loss"):
+      grads, metrics = jax.grad(loss_fn, has_aux=True)(d_params)
     grads = lax.pmean(grads, axis_name)
-    metrics["critic_grad_norm"] = optax.tree.norm(grads)
-    updates, d_opt_state = d_optimizer.update(grads, d_opt_state, d_params)
-    updates = _scaled(updates, schedules.learning_rate_scale(config.optim.critic, fraction))
-    d_params = loss.constrain_critic(optax.apply_updates(d_params, updates))
+    with jax.named_scope("critic_optimizer"):
+      metrics["critic_grad_norm"] = optax.tree.norm(grads)
+      updates, d_opt_state = d_optimizer.update(grads, d_opt_state, d_params)
+      updates = _scaled(updates, schedules.learning_rate_scale(config.optim.critic, fraction))
+      d_params = loss.constrain_critic(optax.apply_updates(d_params, updates))
     return (d_params, d_opt_state), metrics
 
   (d_params, d_opt_state), critic_metrics = _critic_loop(
@@ -138,14 +143,18 @@ def train_step(state: GANState, real_batches, *, gan: GAN, config,
     fake = augment.augment(gan.generate(g_params, z), augment_keys, policy)
     return loss.generator_loss(gan.criticize(d_params, fake))
 
-  g_loss, g_grads = jax.value_and_grad(generator_loss_fn)(state.g_params)
+  with jax.named_scope("generator_loss"):
+    g_loss, g_grads = jax.value_and_grad(generator_loss_fn)(state.g_params)
   g_grads = lax.pmean(g_grads, axis_name)
-  g_updates, g_opt_state = g_optimizer.update(g_grads, state.g_opt_state, state.g_params)
-  g_updates = _scaled(g_updates, schedules.learning_rate_scale(config.optim.generator, fraction))
-  g_params = optax.apply_updates(state.g_params, g_updates)
+  with jax.named_scope("generator_optimizer"):
+    g_updates, g_opt_state = g_optimizer.update(g_grads, state.g_opt_state, state.g_params)
+    g_updates = _scaled(g_updates,
+                        schedules.learning_rate_scale(config.optim.generator, fraction))
+    g_params = optax.apply_updates(state.g_params, g_updates)
 
-  decay = schedules.ema_decay(config, state.step, fraction)
-  ema_g_params = optax.incremental_update(g_params, state.ema_g_params, 1.0 - decay)
+  with jax.named_scope("ema"):
+    decay = schedules.ema_decay(config, state.step, fraction)
+    ema_g_params = optax.incremental_update(g_params, state.ema_g_params, 1.0 - decay)
 
   metrics = {k: jnp.mean(v) for k, v in critic_metrics.items()}
   metrics["interp_grad_norm_max"] = jnp.max(critic_metrics["interp_grad_norm_max"])

@@ -64,6 +64,7 @@ class Conv(nn.Module):
   init: str = "he"
   impl: str = "xla"
   dtype: Any = None
+  fold: str = "thin"  # the fast formulation's forms (wgan_gp.conv.FOLDS)
 
   @nn.compact
   def __call__(self, x):
@@ -71,7 +72,7 @@ class Conv(nn.Module):
     stdev = fan_stdev(self.init, c_in * k * k, self.features * k * k / self.stride ** 2)
     kernel = self.param("kernel", uniform_with_stdev(stdev), (k, k, c_in, self.features))
     x, kernel = _cast(self.dtype, x, kernel)
-    y = conv2d(x, kernel, self.stride, self.impl)
+    y = conv2d(x, kernel, self.stride, self.impl, self.fold)
     if self.use_bias:
       y = y + _cast(self.dtype, self.param("bias", nn.initializers.zeros_init(), (self.features,)))[0]
     return y
@@ -86,6 +87,7 @@ class ConvTranspose(nn.Module):
   init: str = "he"
   impl: str = "xla"
   dtype: Any = None
+  fold: str = "thin"
 
   @nn.compact
   def __call__(self, x):
@@ -93,7 +95,7 @@ class ConvTranspose(nn.Module):
     stdev = fan_stdev(self.init, c_in * k * k / self.stride ** 2, self.features * k * k)
     kernel = self.param("kernel", uniform_with_stdev(stdev), (k, k, c_in, self.features))
     x, kernel = _cast(self.dtype, x, kernel)
-    y = conv2d_transpose(x, kernel, self.stride, self.impl)
+    y = conv2d_transpose(x, kernel, self.stride, self.impl, self.fold)
     if self.use_bias:
       y = y + _cast(self.dtype, self.param("bias", nn.initializers.zeros_init(), (self.features,)))[0]
     return y

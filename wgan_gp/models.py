@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from wgan_gp import layers
+from wgan_gp import conv, layers
 
 CRITIC_NORMS = ("layernorm", "none")
 GENERATOR_NORMS = ("batchnorm", "none")
@@ -58,6 +58,7 @@ class DCGANGenerator(nn.Module):
   axis_name: str | None = None
   impl: str = "xla"
   dtype: Any = None
+  fold: str = "thin"  # which strided layers the fast formulation folds (conv.FOLDS)
 
   @nn.compact
   def __call__(self, z):
@@ -76,7 +77,7 @@ class DCGANGenerator(nn.Module):
       is_output = out_width is None
       x = layers.ConvTranspose(self.channels if is_output else out_width, 5, init="dcgan",
                                use_bias=is_output or not batchnorm, impl=self.impl,
-                               dtype=self.dtype)(x)
+                               dtype=self.dtype, fold=self.fold)(x)
     return jnp.tanh(x.astype(jnp.float32))
 
 
@@ -85,13 +86,14 @@ class DCGANCritic(nn.Module):
   norm: str = "layernorm"
   impl: str = "xla"
   dtype: Any = None
+  fold: str = "thin"
 
   @nn.compact
   def __call__(self, x):
     stages = _num_resolution_stages(x.shape[1])
     for i, mult in enumerate(_channel_multipliers(stages - 1)):
       x = layers.Conv(self.width * mult, 5, stride=2, init="dcgan", impl=self.impl,
-                      dtype=self.dtype)(x)
+                      dtype=self.dtype, fold=self.fold)(x)
       if i > 0:  # the paper's critic leaves its first layer unnormalised
         x = _critic_norm(self.norm)(x)
       x = nn.leaky_relu(x, 0.2)
@@ -285,6 +287,10 @@ def _image_pair(generator_cls, critic_cls, model_config, data_shape, axis_name, 
   generator = generator_cls(image_size, channels, width, model_config.generator_norm,
                             axis_name, model_config.conv_impl, dtype)
   critic = critic_cls(width, model_config.critic_norm, model_config.conv_impl, dtype)
+  fold = model_config.get("conv_fold", "thin")
+  if generator_cls is DCGANGenerator:  # the ResNet pair has no strided convolution
+    conv.check_fold(fold)
+    generator, critic = generator.clone(fold=fold), critic.clone(fold=fold)
   return generator, critic
 
 

@@ -77,9 +77,9 @@ def _screen_points() -> list[dict]:
 
 
 SCREEN = [overrides(p) for p in _screen_points()]
-# The best quarter of the screen by SWD (runs/faces_cpu_round2/results.md), in its order:
-# trial indices into SCREEN, filled in from the screen's table.
-RESCREEN = []
+# The best quarter of the screen by SWD (experiments/results/faces_cpu_round2_screen.md),
+# in its order: indices into SCREEN (the screen's ranks 1-6; index 0 is the control).
+RESCREEN = [18, 17, 1, 2, 0, 15]
 TRIALS = SCREEN if STAGE == "screen" else [SCREEN[i] for i in RESCREEN]
 
 NAME_KEYS = ["augment", "optim.critic.schedule", "model.width", "batch_size", "n_critic",
