@@ -455,7 +455,8 @@ class WGANGP:
 
 
 def cross_check(arch: str, batch: int = 8, width: int = 64, image_size: int = 64,
-                seed: int = 0, conv_impl: str = "xla") -> dict[str, dict[str, float]]:
+                seed: int = 0, conv_impl: str = "xla",
+                conv_fold: str = "thin") -> dict[str, dict[str, float]]:
   """Relative errors of JAX and PyTorch, same float32 weights and inputs.
 
   For each quantity (the critic loss, the penalty, the generator loss, and the gradient
@@ -475,6 +476,7 @@ def cross_check(arch: str, batch: int = 8, width: int = 64, image_size: int = 64
 
   config = base_config()
   config.model.arch, config.model.width, config.model.conv_impl = arch, width, conv_impl
+  config.model.conv_fold = conv_fold
   data_shape = (image_size, image_size, 3)
   gan = models.build(config.model, data_shape)
   g_params, d_params = gan.init(seed)
