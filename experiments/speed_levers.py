@@ -104,6 +104,8 @@ def _apply_lever(change: str, config) -> None:
   elif change == "merged_critic_batch":
     plain = losses.wgan_gp_critic_loss
 
+    # The plain loss, with its two critic calls on the real and the fake batch answered
+    # from one call on both; the penalty's calls go through unchanged.
     def merged(critic_fn, real, fake, eps, *args, **kwargs):
       import jax.numpy as jnp  # noqa: PLC0415
       scores = critic_fn(jnp.concatenate([real, fake]))

@@ -90,9 +90,11 @@ _THIN_CHANNELS = 16
 
 # Which strided layers the fast formulation folds (`model.conv_fold`): 'thin' those with
 # fewer than _THIN_CHANNELS channels on one side (the others split by phase), 'all' every
-# one, 'none' none. At the CPU recipes' narrow widths (16 channels and up) folding every
-# layer runs the step ~5% faster (experiments/results/speed_levers_*.md): four small
-# phase convolutions in flight at once use two cores worse than one wide one.
+# one, 'none' none. At the round-2 CPU recipe's shape (width 16, batch 32, n_critic 2)
+# folding every layer ran the step ~5% faster; at batch 64 and n_critic 1, no faster
+# beyond the noise (experiments/results/speed_levers_*.md). In the step, XLA runs a
+# layer's four phase convolutions at once, and on two cores they run at half their
+# speed alone; one folded convolution does not compete with itself.
 FOLDS = ("thin", "all", "none")
 
 
