@@ -175,13 +175,15 @@ class Checkpointer:
     files missing or truncated, or non-finite values. `CheckpointMismatchError` for an
     intact checkpoint of another config."""
     self.check_fits(abstract_state, step)
+    # Before the restore: TensorStore's threads can call back into orbax's closed event
+    # loop while a failed read is still on its way to the except clause below.
+    _ignore_late_reads_of_failed_restores()
     try:
       restored = self._manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
       state, data = restored["state"], dict(restored["data"])
       data["position"]  # noqa: B018  (a data item without it is damaged)
     except Exception as error:  # truncated or missing files: whatever TensorStore raises
-      _ignore_late_reads_of_failed_restores()
       raise DamagedCheckpointError(_describe(error)) from None
     bad = nonfinite_fields(state)
     if bad:
@@ -277,8 +279,9 @@ def _ignore_late_reads_of_failed_restores() -> None:
   """A failed restore leaves TensorStore reads in flight. Each ends later, in orbax's
   event loop, as an 'exception was never retrieved' log record, an unraisable exception
   of a collected coroutine, or 'Event loop is closed' (raised when TensorStore's threads
-  call back into the closed loop, and printed through sys.excepthook): tracebacks on
-  stderr about an error already reported in one line. Keep just those off the console."""
+  call back into the closed loop, and printed through sys.excepthook, sometimes before
+  the failed restore has raised): tracebacks on stderr about an error already reported
+  in one line. Keep just those off the console; installed once, before any restore."""
   previous = sys.unraisablehook
   if getattr(previous, "wgan_gp_filter", False):
     return
