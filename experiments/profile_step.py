@@ -89,6 +89,16 @@ def recipe_config(config_arg: str, width: int, batch: int, n_critic: int):
   return config
 
 
+def compiled_step(config):
+  """(the compiled pmapped step, a fresh replicated state, a fixed random uint8 batch)."""
+  gan = gan_state.build_gan(config, parallel.AXIS_NAME)
+  state = parallel.replicate(gan_state.create_train_state(config, gan))
+  size = config.data.image_size
+  batch = parallel.shard_batch(np.random.default_rng(0).integers(
+      0, 256, (config.n_critic, config.batch_size, size, size, 3), dtype=np.uint8))
+  return iteration.make_train_step(config, gan).lower(state, batch).compile(), state, batch
+
+
 # ------------------------------------------------------------------ HLO kinds
 
 
@@ -234,13 +244,7 @@ def profile_width(args, width: int) -> dict:
   config = recipe_config(args.config, width, args.batch, args.n_critic)
   if args.conv_fold:
     config.model.conv_fold = args.conv_fold
-  gan = gan_state.build_gan(config, parallel.AXIS_NAME)
-  state = parallel.replicate(gan_state.create_train_state(config, gan))
-  rng = np.random.default_rng(0)
-  batch = parallel.shard_batch(
-      rng.integers(0, 256, (args.n_critic, args.batch, 64, 64, 3), dtype=np.uint8))
-  step = iteration.make_train_step(config, gan)
-  compiled = step.lower(state, batch).compile()
+  compiled, state, batch = compiled_step(config)
   instructions = hlo_instructions(compiled.as_text())
 
   def run(state):

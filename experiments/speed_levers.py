@@ -124,14 +124,9 @@ def child(args):
   import numpy as np  # noqa: PLC0415
   sys.path.insert(0, str(REPO_ROOT / "experiments"))
   import profile_step  # noqa: PLC0415
-  from wgan_gp import gan_state, iteration, parallel  # noqa: PLC0415
   config = profile_step.recipe_config(args.config, args.width, args.batch, args.n_critic)
   _apply_lever(LEVERS[args.child][2], config)
-  gan = gan_state.build_gan(config, parallel.AXIS_NAME)
-  state = parallel.replicate(gan_state.create_train_state(config, gan))
-  batch = parallel.shard_batch(np.random.default_rng(0).integers(
-      0, 256, (args.n_critic, args.batch, 64, 64, 3), dtype=np.uint8))
-  compiled = iteration.make_train_step(config, gan).lower(state, batch).compile()
+  compiled, state, batch = profile_step.compiled_step(config)
 
   def run(state):
     state, metrics = compiled(state, batch, np.float32(0.0))
