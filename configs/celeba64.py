@@ -11,6 +11,8 @@ Arguments (comma-separated, after a colon):
   cpu2       the round-2 CPU recipe: round 1 with augmentation for the critic, a budget
              schedule, n_critic 2 at batch 32 and the drift term
              (experiments/sweeps/faces_cpu_round2.py)
+  cpu3       the winner of round 2's 3x-length re-screen: width 24, n_critic 2 at batch
+             32, no augmentation, constant rates, β2 0.99, a late EMA and the drift term
   gpu        the GPU face recipe: 6 minutes on one H100/H200 (experiments/gpu_faces.sh)
   smoke      a tiny model and a few steps, for tests (with cpu/gpu: that recipe's
              optimisation settings, on the tiny model)
@@ -22,7 +24,7 @@ Examples:
 
 from wgan_gp.config import base_config, parse_args
 
-_ARGS = {"dcgan", "halfsize", "cpu", "cpu2", "gpu", "smoke"}
+_ARGS = {"dcgan", "halfsize", "cpu", "cpu2", "cpu3", "gpu", "smoke"}
 
 
 def get_config(arg: str = ""):
@@ -47,12 +49,16 @@ def get_config(arg: str = ""):
   config.eval_metrics = "fid,kid"  # on 10,000 samples; the best-FID checkpoint is kept
   config.eval_samples = 10_000
 
-  if len(args & {"cpu", "cpu2", "gpu"}) > 1:
-    raise ValueError("celeba64.py: choose one of the 'cpu', 'cpu2' and 'gpu' recipes")
+  recipes = args & {"cpu", "cpu2", "cpu3", "gpu"}
+  if len(recipes) > 1:
+    raise ValueError(f"celeba64.py: choose one recipe of 'cpu', 'cpu2', 'cpu3' and 'gpu', "
+                     f"not {sorted(recipes)}")
   if "cpu" in args:
     _cpu_recipe(config)
   if "cpu2" in args:
     _cpu_round2_recipe(config)
+  if "cpu3" in args:
+    _cpu_rescreen_recipe(config)
   if "gpu" in args:
     _gpu_recipe(config)
 
@@ -121,6 +127,26 @@ def _cpu_round2_recipe(config):
   for name in ("critic", "generator"):
     config.optim[name].update(schedule="budget-linear", decay_start=0.5, final_scale=0.0)
   config.ema_decay = 0.999
+
+
+def _cpu_rescreen_recipe(config):
+  """The winner of round 2's re-screen (the screen's best six at 3× the length,
+  experiments/results/faces_cpu_round2_rescreen.md), confirmed at 60 minutes
+  (experiments/README.md §8).
+
+  A wider pair than round 1 (24), two critic updates per step at batch 32, no
+  augmentation, constant two-timescale rates with β2 0.99, an EMA that starts at half
+  the budget (the first half's weights are far from the end's) and the drift term.
+  """
+  _cpu_recipe(config)
+  config.model.width = 24
+  config.model.conv_fold = "all"  # as cpu2: the same function, a faster step at width 16
+  config.batch_size = 32
+  config.n_critic = 2
+  config.loss.drift_weight = 0.001
+  _adam(config, critic_lr=4e-4, generator_lr=2e-4, b1=0.0, b2=0.99)
+  config.ema_decay = 0.999
+  config.ema_start = 0.5
 
 
 def _gpu_recipe(config):

@@ -15,7 +15,7 @@ from wgan_gp import exit_codes, plot, pretrained
 from wgan_gp.config import get_dotted, load_config
 
 
-@pytest.mark.parametrize("recipe", ["cpu", "cpu2", "gpu"])
+@pytest.mark.parametrize("recipe", ["cpu", "cpu2", "cpu3", "gpu"])
 def test_recipe_smoke_variant_trains_through_main(tmp_path, recipe):
   config = load_config(str(CONFIGS / f"celeba64.py:{recipe}"))
   assert config.loss.name == "wgan-gp" and config.loss.gp_weight > 0
@@ -35,6 +35,11 @@ def test_recipe_smoke_variant_trains_through_main(tmp_path, recipe):
   saved = json.loads((workdir / "config.json").read_text())
   assert saved["n_critic"] == config.n_critic
   assert (workdir / "samples" / f"step_{smoke.num_train_steps:07d}.png").exists()
+
+
+def test_two_recipes_at_once_are_refused():
+  with pytest.raises(ValueError, match=r"choose one recipe.*\['cpu2', 'cpu3'\]"):
+    load_config(str(CONFIGS / "celeba64.py:cpu3,cpu2"))
 
 
 def test_eval_records_carry_training_seconds_and_the_budget_stops_the_run(tmp_path):
@@ -103,7 +108,7 @@ def _sample(*args):
   return result
 
 
-@pytest.mark.parametrize("name", ["celeba64-cpu", "celeba64-cpu2"])
+@pytest.mark.parametrize("name", ["celeba64-cpu", "celeba64-cpu2", "celeba64-cpu3"])
 def test_shipped_generator_samples_faces_without_data(tmp_path, name):
   if name not in pretrained.available():
     pytest.skip(f"the shipped generator wgan_gp/weights/{name} is absent")

@@ -39,6 +39,15 @@ def test_a_misspelt_key_fails_before_any_trial_runs(tmp_path):
     sweep.load_sweep(str(sweep_file), str(tmp_path / "runs"))
 
 
+@pytest.mark.parametrize("path", sorted((REPO_ROOT / "experiments" / "sweeps").glob("*.py")),
+                         ids=lambda path: path.stem)
+def test_the_experiments_sweep_files_build_every_trial(tmp_path, monkeypatch, path):
+  monkeypatch.chdir(REPO_ROOT)  # their BASE_CONFIGs are relative to the repository root
+  loaded = sweep.load_sweep(str(path), str(tmp_path / "runs"))
+  assert len(loaded.trials) >= 2
+  assert all(t.command[:3] == (sys.executable, "-m", "wgan_gp.main") for t in loaded.trials)
+
+
 def test_results_table_is_sorted_and_keeps_every_metric_in_the_csv():
   def record(name, quality):
     metrics = {"eval/high_quality_pct": quality, "wasserstein": 0.5} if quality is not None else {
