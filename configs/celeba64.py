@@ -8,11 +8,12 @@ Arguments (comma-separated, after a colon):
   halfsize   crop for the 89×109 half-size CelebA copy (54 px instead of 108 px)
   cpu        the round-1 CPU face recipe (the shipped celeba64-cpu generator): the best
              FID found for 60 minutes of training on a 2-core CPU in round 1
-  cpu2       the round-2 CPU recipe: round 1 with augmentation for the critic, a budget
+  cpu2       round 2's screen winner: round 1 with augmentation for the critic, a budget
              schedule, n_critic 2 at batch 32 and the drift term
              (experiments/sweeps/faces_cpu_round2.py)
-  cpu3       the winner of round 2's 3x-length re-screen: width 24, n_critic 2 at batch
-             32, no augmentation, constant rates, β2 0.99, a late EMA and the drift term
+  cpu3       round 2's re-screen winner, the best CPU recipe (the shipped celeba64-cpu3
+             generator): width 24, n_critic 2 at batch 32, no augmentation, constant
+             rates, β2 0.99, a late EMA and the drift term
   gpu        the GPU face recipe: 6 minutes on one H100/H200 (experiments/gpu_faces.sh)
   smoke      a tiny model and a few steps, for tests (with cpu/gpu: that recipe's
              optimisation settings, on the tiny model)

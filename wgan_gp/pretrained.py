@@ -7,7 +7,7 @@ per '/'-joined parameter path), `norm_stats.npz` (its BatchNorm's standing stati
 training record and its FID, and the terms its weights come under). Named ones live in
 `wgan_gp/weights/<name>/`:
 
-    python -m wgan_gp.sample --pretrained=celeba64-cpu      # no data, no training
+    python -m wgan_gp.sample --pretrained=celeba64-cpu3     # no data, no training
 """
 
 import dataclasses

@@ -1,6 +1,7 @@
 """The ablation of the cpu3 face recipe (#18): the recipe, then the recipe with each of
-its levers set back to round 1's value in turn, and the two round-2 levers that it does
-not use (augmentation, a budget schedule) added in turn; all at one equal budget.
+its levers (batch with n_critic, and the rates with β2, as pairs) set back to round 1's
+value in turn, and the two round-2 levers that it does not use (augmentation, a budget
+schedule) added in turn; all at one equal budget.
 
     python -m wgan_gp.sweep experiments/sweeps/faces_cpu3_ablation.py \\
         --workdir=runs/faces_cpu3_ablation --cpus=0,1
