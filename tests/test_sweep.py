@@ -12,6 +12,7 @@ import time
 import pytest
 
 from conftest import CONFIGS, REPO_ROOT, subprocess_env
+from wgan_gp import config as config_lib
 from wgan_gp import exit_codes, sweep
 
 
@@ -187,3 +188,28 @@ TRIALS = product({{"loss.gp_weight": [0.1, 10.0]}}, {{"n_critic": [1, 5]}}, {{"s
     assert {(t["overrides"]["loss.gp_weight"], t["overrides"]["seed"])
             for t in spec["trials"]} == {(0.1, 0), (0.1, 1), (10.0, 0), (10.0, 1)}
     assert [t["workdir"] for t in spec["trials"]] == [t.workdir for t in job.trials]
+
+
+def test_ablation_table_reads_unswept_levers_from_each_trial_config_and_gives_delta_vs_base(
+    tmp_path):
+  # An ablation's CSV has columns only for what some trial overrode; the rest comes from
+  # the config each trial saved.
+  overrides = {"base": {}, "model.width=16": {"model.width": 16}}
+  records = []
+  for name, trial_overrides in overrides.items():
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "config.json").write_text(
+        config_lib.to_json(config_lib.load_config(str(CONFIGS / "celeba64.py:cpu3"), trial_overrides)))
+    swd = {"base": 30.5, "model.width=16": 33.0}[name]
+    records.append({"name": name, "overrides": trial_overrides, "command": "",
+                    "metrics": {"eval/swd": swd, "step": 2000, "steps_per_sec": 1.8}})
+  _, table_csv = sweep.results_table(records, "eval/swd", [])
+  (tmp_path / "results.csv").write_text(table_csv)
+  out = subprocess.run([sys.executable, str(REPO_ROOT / "experiments" / "round2_table.py"),
+                        str(tmp_path), f"--json={tmp_path / 'table.json'}"],
+                       capture_output=True, text=True, check=True).stdout
+  assert "Δ SWD vs base" in out and "Mean SWD" not in out
+  trials = {t["trial"]: t for t in json.loads((tmp_path / "table.json").read_text())["trials"]}
+  assert trials["base"]["width"] == "24" and trials["model.width=16"]["width"] == "16"
+  assert trials["model.width=16"]["lr D/G"] == "0.0004/0.0002"  # not swept: from config.json
+  assert trials["model.width=16"]["swd_minus_base"] == pytest.approx(2.5)
