@@ -88,5 +88,6 @@ def main():
     with open(args.json, "w") as f:
       json.dump(summary, f, indent=1)
 
+
 if __name__ == "__main__":
   main()
