@@ -1,5 +1,6 @@
 import io
 import logging
+import os
 import tarfile
 import zipfile
 
@@ -10,7 +11,7 @@ from PIL import Image
 
 from conftest import CELEBA_TAR, requires_celeba_tar
 from wgan_gp import data, parallel
-from wgan_gp.data.images import DataError, list_images, load_images
+from wgan_gp.data.images import DataError, list_images, load_images, source_fields
 from wgan_gp.data.pipeline import ExampleStream, host_batches
 from wgan_gp.metrics.toy import mode_coverage
 
@@ -188,6 +189,34 @@ def test_cache_is_reused_and_keyed_by_settings(tmp_path, monkeypatch):
   changed = load_images(str(folder), crop_size=20, image_size=8, cache_dir=str(cache)).images
   assert len(list(cache.glob("*.npy"))) == 3
   np.testing.assert_allclose(changed[0].reshape(-1, 3).mean(0), (0, 0, 0), atol=1)
+
+
+def test_archive_cache_follows_its_bytes_not_its_path_or_mtime(tmp_path, monkeypatch):
+  archive = _write_tar(tmp_path / "a.tar")
+  cache = str(tmp_path / "cache")
+  first = load_images(str(archive), crop_size=20, image_size=8, cache_dir=cache)
+
+  # A copy elsewhere with another modification time (a remount, say) is a hit.
+  copy = tmp_path / "elsewhere" / "b.tar"
+  copy.parent.mkdir()
+  copy.write_bytes(archive.read_bytes())
+  os.utime(copy, ns=(1, 1))
+  monkeypatch.setattr("wgan_gp.data.images.decode_image",
+                      lambda *a: pytest.fail("decoded again despite the same bytes"))
+  again = load_images(str(copy), crop_size=20, image_size=8, cache_dir=cache)
+  monkeypatch.undo()
+  assert again.identity == first.identity
+  np.testing.assert_array_equal(again.images, first.images)
+
+  # Other bytes under the same name, size and modification time are another cache.
+  stat = copy.stat()
+  data = bytearray(copy.read_bytes())
+  payload_start = 512  # the first member's data follows its 512-byte tar header
+  data[payload_start + 100] ^= 0xFF
+  copy.write_bytes(bytes(data))
+  os.utime(copy, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+  assert copy.stat().st_size == stat.st_size
+  assert source_fields(str(copy)) != source_fields(str(archive))
 
 
 def test_interrupted_first_pass_leaves_no_cache(tmp_path, monkeypatch):
