@@ -94,17 +94,19 @@ def test_fid_and_kid_with_cached_reference_statistics(image_run, tmp_path):
 def test_training_keeps_the_best_fid_checkpoint(tmp_path):
   images = _write_image_folder(tmp_path / "images")
   workdir = tmp_path / "run"
+  user_cache = tmp_path / "xdg"  # the reference statistics: never the user's own cache
   _run_main("celeba64.py:smoke", workdir, "--config.data.source=images",
             f"--config.data.path={images}", "--config.data.crop_size=40",
             f"--config.data.cache_dir={tmp_path / 'cache'}", "--config.eval_metrics=fid",
-            "--config.eval_samples=16", "--config.eval_every=5")
+            "--config.eval_samples=16", "--config.eval_every=5", cache=user_cache)
+  assert len(list(user_cache.glob("wgan_gp/refstats_*.npz"))) == 1
   fids = {r["step"]: r["eval/fid"] for r in _eval_records(workdir)}
   assert set(fids) == {5, 10}
   best_step = min(fids, key=fids.get)
   assert [int(p.name) for p in (workdir / "best").iterdir() if p.name.isdigit()] == [best_step]
   # Training evaluates with batch statistics (the paper's sampling); so does this.
   record = json.loads(_cli("wgan_gp.evaluate", workdir, "--best", "--metrics=fid",
-                           "--num_samples=16", "--norm_stats=batch").stdout)
+                           "--num_samples=16", "--norm_stats=batch", cache=user_cache).stdout)
   assert record["step"] == best_step and record["checkpoint"] == "best"
   assert record["eval/fid"] == pytest.approx(fids[best_step], rel=1e-4)
 

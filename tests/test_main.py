@@ -42,10 +42,13 @@ def _main_command_reporting_imports(config, workdir, *overrides):
   return [sys.executable, "-c", script]
 
 
-def _run_main(config, workdir, *overrides, devices=1, check=True, report_imports=False):
+def _run_main(config, workdir, *overrides, devices=1, check=True, report_imports=False,
+              cache=None):
+  """`cache`: the run's XDG_CACHE_HOME, for runs that would write to the user's cache."""
   command = (_main_command_reporting_imports if report_imports else _main_command)(
       config, workdir, *overrides)
-  result = subprocess.run(command, env=subprocess_env(devices),
+  env = subprocess_env(devices, **({"XDG_CACHE_HOME": str(cache)} if cache else {}))
+  result = subprocess.run(command, env=env,
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
   if check and result.returncode != 0:
     raise AssertionError(f"main failed ({result.returncode}):\n{result.stderr[-4000:]}")
