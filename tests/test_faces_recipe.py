@@ -15,7 +15,7 @@ from wgan_gp import exit_codes, plot, pretrained
 from wgan_gp.config import get_dotted, load_config
 
 
-@pytest.mark.parametrize("recipe", ["cpu", "cpu2", "cpu3", "gpu"])
+@pytest.mark.parametrize("recipe", ["cpu", "cpu2", "cpu3", "cpu4", "gpu"])
 def test_recipe_smoke_variant_trains_through_main(tmp_path, recipe):
   config = load_config(str(CONFIGS / f"celeba64.py:{recipe}"))
   assert config.loss.name == "wgan-gp" and config.loss.gp_weight > 0
@@ -37,13 +37,19 @@ def test_recipe_smoke_variant_trains_through_main(tmp_path, recipe):
   assert (workdir / "samples" / f"step_{smoke.num_train_steps:07d}.png").exists()
 
 
-def test_cpu3_is_the_config_of_its_confirmation_run():
-  """The 60-minute run behind cpu3's row and shipped generator was started before the
-  recipe had a name; its saved config is the recipe's apart from where the data came from."""
-  saved = json.loads((REPO_ROOT / "experiments" / "results" / "faces_cpu3_seed0" /
-                      "config.json").read_text())
-  recipe = load_config(str(CONFIGS / "celeba64.py:cpu3"),
-                       {"data.source": saved["data"]["source"], "data.path": saved["data"]["path"]})
+@pytest.mark.parametrize("recipe, run, seed", [
+    ("cpu3", "faces_cpu3_seed0", 0),
+    ("cpu4", "faces_cpu3_glr4_seed0", 0),
+    ("cpu4", "faces_cpu3_glr4_seed1", 1),
+    ("cpu4", "faces_cpu3_glr4_seed2", 2)])
+def test_recipe_is_the_config_of_its_confirmation_runs(recipe, run, seed):
+  """The 60-minute runs behind a recipe's rows (and shipped generator) were started before
+  the recipe had a name; each saved config is the recipe's apart from the data's location
+  and the seed."""
+  saved = json.loads((REPO_ROOT / "experiments" / "results" / run / "config.json").read_text())
+  recipe = load_config(str(CONFIGS / f"celeba64.py:{recipe}"),
+                       {"data.source": saved["data"]["source"], "data.path": saved["data"]["path"],
+                        "seed": seed})
   assert json.loads(json.dumps(recipe.to_dict())) == saved
 
 
@@ -119,7 +125,7 @@ def _sample(*args):
 
 
 @pytest.mark.parametrize("name", ["celeba64-cpu", "celeba64-cpu2", "celeba64-cpu3",
-                                  "celeba64-cpu3-140min"])
+                                  "celeba64-cpu3-140min", "celeba64-cpu4"])
 def test_shipped_generator_samples_faces_without_data(tmp_path, name):
   if name not in pretrained.available():
     pytest.skip(f"the shipped generator wgan_gp/weights/{name} is absent")

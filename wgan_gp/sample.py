@@ -1,5 +1,5 @@
 """Looks at what a run generates: `python -m wgan_gp.sample --workdir=runs/celeba64`,
-or a shipped generator, with no data and no training: `--pretrained=celeba64-cpu3`.
+or a shipped generator, with no data and no training: `--pretrained=celeba64-cpu4`.
 
   --mode=grid         a PNG grid of samples
   --mode=interpolate  latent interpolations between random pairs (linear and/or
