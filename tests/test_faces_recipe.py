@@ -125,7 +125,8 @@ def _sample(*args):
 
 
 @pytest.mark.parametrize("name", ["celeba64-cpu", "celeba64-cpu2", "celeba64-cpu3",
-                                  "celeba64-cpu3-140min", "celeba64-cpu4"])
+                                  "celeba64-cpu3-140min", "celeba64-cpu4",
+                                  "celeba64-cpu4-140min"])
 def test_shipped_generator_samples_faces_without_data(tmp_path, name):
   if name not in pretrained.available():
     pytest.skip(f"the shipped generator wgan_gp/weights/{name} is absent")
