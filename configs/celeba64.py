@@ -28,7 +28,8 @@ Examples:
 
 from wgan_gp.config import base_config, parse_args
 
-_ARGS = {"dcgan", "halfsize", "cpu", "cpu2", "cpu3", "cpu4", "gpu", "smoke"}
+_RECIPES = ("cpu", "cpu2", "cpu3", "cpu4", "gpu")  # each sets the rest of the config below
+_ARGS = {"dcgan", "halfsize", "smoke", *_RECIPES}
 
 
 def get_config(arg: str = ""):
@@ -53,20 +54,12 @@ def get_config(arg: str = ""):
   config.eval_metrics = "fid,kid"  # on 10,000 samples; the best-FID checkpoint is kept
   config.eval_samples = 10_000
 
-  recipes = args & {"cpu", "cpu2", "cpu3", "cpu4", "gpu"}
+  recipes = sorted(args & set(_RECIPES))
   if len(recipes) > 1:
-    raise ValueError(f"celeba64.py: choose one recipe of 'cpu', 'cpu2', 'cpu3', 'cpu4' and 'gpu', "
-                     f"not {sorted(recipes)}")
-  if "cpu" in args:
-    _cpu_recipe(config)
-  if "cpu2" in args:
-    _cpu_round2_recipe(config)
-  if "cpu3" in args:
-    _cpu_rescreen_recipe(config)
-  if "cpu4" in args:
-    _cpu_equal_rates_recipe(config)
-  if "gpu" in args:
-    _gpu_recipe(config)
+    raise ValueError(f"celeba64.py: choose one recipe of {', '.join(map(repr, _RECIPES))}, "
+                     f"not {recipes}")
+  if recipes:
+    _RECIPE_FUNCTIONS[recipes[0]](config)
 
   if "smoke" in args:
     config.model.arch = "dcgan"
@@ -199,3 +192,8 @@ def _gpu_recipe(config):
   config.eval_every = 2000
   config.eval_metrics = "swd"
   config.eval_samples = 2000
+
+
+_RECIPE_FUNCTIONS = {"cpu": _cpu_recipe, "cpu2": _cpu_round2_recipe,
+                     "cpu3": _cpu_rescreen_recipe, "cpu4": _cpu_equal_rates_recipe,
+                     "gpu": _gpu_recipe}
