@@ -42,7 +42,8 @@ def test_recipe_smoke_variant_trains_through_main(tmp_path, recipe):
     ("cpu4", "faces_cpu3_glr4_seed0", {"seed": 0}),
     ("cpu4", "faces_cpu3_glr4_seed1", {"seed": 1}),
     ("cpu4", "faces_cpu3_glr4_seed2", {"seed": 2}),
-    ("cpu4", "faces_cpu4_140_seed0", {"seed": 0, "train_minutes": 140.0})])
+    ("cpu4", "faces_cpu4_140_seed0", {"seed": 0, "train_minutes": 140.0}),
+    ("cpu4", "faces_cpu4_140_seed1", {"seed": 1, "train_minutes": 140.0})])
 def test_recipe_is_the_config_of_its_confirmation_runs(recipe, run, overrides):
   """The 60-minute runs behind a recipe's rows (and shipped generator) were started before
   the recipe had a name; each saved config is the recipe's apart from the data's location,
