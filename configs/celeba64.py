@@ -28,15 +28,15 @@ Examples:
 
 from wgan_gp.config import base_config, parse_args
 
-_RECIPES = ("cpu", "cpu2", "cpu3", "cpu4", "gpu")  # each sets the rest of the config below
-_ARGS = {"dcgan", "halfsize", "smoke", *_RECIPES}
+_MODIFIERS = {"dcgan", "halfsize", "smoke"}  # the recipes are _RECIPE_FUNCTIONS, at the end
 
 
 def get_config(arg: str = ""):
   args = parse_args(arg)
-  if args - _ARGS:
-    raise ValueError(f"unknown celeba64.py arguments {sorted(args - _ARGS)}; "
-                     f"expected some of {sorted(_ARGS)}")
+  known = _MODIFIERS | set(_RECIPE_FUNCTIONS)
+  if args - known:
+    raise ValueError(f"unknown celeba64.py arguments {sorted(args - known)}; "
+                     f"expected some of {sorted(known)}")
   config = base_config()
   # TFDS celeb_a; or --config.data.source=images --config.data.path=<folder, .zip or .tar>.
   config.data.source = "tfds"
@@ -54,9 +54,9 @@ def get_config(arg: str = ""):
   config.eval_metrics = "fid,kid"  # on 10,000 samples; the best-FID checkpoint is kept
   config.eval_samples = 10_000
 
-  recipes = sorted(args & set(_RECIPES))
+  recipes = sorted(args & set(_RECIPE_FUNCTIONS))
   if len(recipes) > 1:
-    raise ValueError(f"celeba64.py: choose one recipe of {', '.join(map(repr, _RECIPES))}, "
+    raise ValueError(f"celeba64.py: choose one recipe of {', '.join(map(repr, _RECIPE_FUNCTIONS))}, "
                      f"not {recipes}")
   if recipes:
     _RECIPE_FUNCTIONS[recipes[0]](config)
