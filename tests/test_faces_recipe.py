@@ -43,11 +43,21 @@ def test_recipe_smoke_variant_trains_through_main(tmp_path, recipe):
     ("cpu4", "faces_cpu3_glr4_seed1", {"seed": 1}),
     ("cpu4", "faces_cpu3_glr4_seed2", {"seed": 2}),
     ("cpu4", "faces_cpu4_140_seed0", {"seed": 0, "train_minutes": 140.0}),
-    ("cpu4", "faces_cpu4_140_seed1", {"seed": 1, "train_minutes": 140.0})])
+    ("cpu4", "faces_cpu4_140_seed1", {"seed": 1, "train_minutes": 140.0}),
+    # Forks of seed 1's run at minute 132.5, each to 150 minutes with one change.
+    ("cpu4", "faces_cpu4_140_seed1_forks/constant150", {"seed": 1, "train_minutes": 150.0}),
+    ("cpu4", "faces_cpu4_140_seed1_forks/decay150",
+     {"seed": 1, "train_minutes": 150.0,
+      **{f"optim.{net}.{key}": value for net in ("critic", "generator") for key, value in
+         (("schedule", "budget-linear"), ("decay_start", 0.8834), ("final_scale", 0.0))}}),
+    ("cpu4", "faces_cpu4_140_seed1_forks/batch64",
+     {"seed": 1, "train_minutes": 150.0, "batch_size": 64}),
+    ("cpu4", "faces_cpu4_140_seed1_forks/ncritic5",
+     {"seed": 1, "train_minutes": 150.0, "n_critic": 5})])
 def test_recipe_is_the_config_of_its_confirmation_runs(recipe, run, overrides):
   """The 60-minute runs behind a recipe's rows (and shipped generator) were started before
   the recipe had a name; each saved config is the recipe's apart from the data's location,
-  the seed and, for a long run, the budget."""
+  the seed and, for a long run, the budget (and, for a fork, its one change)."""
   saved = json.loads((REPO_ROOT / "experiments" / "results" / run / "config.json").read_text())
   recipe = load_config(str(CONFIGS / f"celeba64.py:{recipe}"),
                        {"data.source": saved["data"]["source"], "data.path": saved["data"]["path"],

@@ -1,0 +1,56 @@
+"""experiments/fork_run.py: a fork resumes its run's checkpoint, bit for bit, under the
+settings given to it from the fork on."""
+
+import json
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT
+from test_main import _checkpoint_steps, _read_jsonl, _restore_params, _run_main
+
+sys.path.insert(0, str(REPO_ROOT / "experiments"))
+import fork_run  # noqa: E402
+
+
+def _leaves(state):
+  return jax.tree_util.tree_leaves(state)
+
+
+def test_fork_continued_as_before_ends_where_the_run_ended_and_changes_apply_after(tmp_path):
+  original = tmp_path / "original"
+  _run_main("toy2d.py:smoke", original)
+  assert _checkpoint_steps(original) == [10, 20]
+
+  same = tmp_path / "same"
+  assert fork_run.main([f"--from={original}", "--step=10", f"--to={same}"]) == 0
+  assert _checkpoint_steps(same) == [10]
+  assert [m["step"] for m in _read_jsonl(same / "metrics.jsonl")] == [5, 10]
+  _run_main("toy2d.py:smoke", same)
+  for a, b in zip(_leaves(_restore_params("toy2d.py:smoke", original)[0]),
+                  _leaves(_restore_params("toy2d.py:smoke", same)[0]), strict=True):
+    np.testing.assert_array_equal(a, b)
+
+  # Another generator rate after the fork: the run's state at the fork, another end, and
+  # config.json records the rate that trained the fork.
+  faster = tmp_path / "faster"
+  fork_run.fork(str(original), 10, str(faster))
+  _run_main("toy2d.py:smoke", faster, "--config.optim.generator.learning_rate=0.01")
+  assert json.loads((faster / "config.json").read_text())["optim"]["generator"][
+      "learning_rate"] == 0.01
+  ends = [_restore_params("toy2d.py:smoke", run)[0] for run in (original, faster)]
+  assert int(ends[1].step) == 20
+  assert any(not np.array_equal(a, b)
+             for a, b in zip(_leaves(ends[0].g_params), _leaves(ends[1].g_params)))
+
+def test_fork_refuses_a_missing_checkpoint_and_an_existing_folder(tmp_path, capsys):
+  original = tmp_path / "original"
+  (original / "checkpoints" / "10").mkdir(parents=True)
+  (original / "config.json").write_text("{}")
+  with pytest.raises(ValueError, match=r"has no checkpoint 15: pick one of \[10\]"):
+    fork_run.fork(str(original), 15, str(tmp_path / "fork"))
+  (tmp_path / "taken").mkdir()
+  assert fork_run.main([f"--from={original}", "--step=10", f"--to={tmp_path / 'taken'}"]) == 2
+  assert "exists: pass a new folder" in capsys.readouterr().err
