@@ -24,27 +24,49 @@ RECORDS = ("metrics.jsonl", "eval.jsonl")
 
 
 def fork(source: str, step: int, destination: str) -> None:
-  """Writes the fork of `source` at checkpoint `step` into `destination` (a new folder)."""
+  """Writes the fork of `source` at checkpoint `step` into `destination` (a new folder),
+  whole or not at all: it is built beside its final name and renamed at the end."""
   checkpoints = os.path.join(source, "checkpoints")
-  kept = sorted(int(s) for s in os.listdir(checkpoints) if s.isdigit()) if os.path.isdir(
-      checkpoints) else []
+  if not os.path.exists(os.path.join(source, "config.json")) or not os.path.isdir(checkpoints):
+    raise ValueError(f"{source} holds no config.json and checkpoints/: pass a wgan_gp workdir")
+  kept = sorted(int(s) for s in os.listdir(checkpoints) if s.isdigit())
   if step not in kept:
     raise ValueError(f"{source} has no checkpoint {step}: pick one of {kept}, or keep more "
                      "with --config.keep_checkpoints in the run")
-  if not os.path.exists(os.path.join(source, "config.json")):
-    raise ValueError(f"{source} holds no config.json: pass a wgan_gp workdir")
   if os.path.exists(destination):
     raise ValueError(f"{destination} exists: pass a new folder as --to")
-  os.makedirs(os.path.join(destination, "checkpoints"))
-  shutil.copytree(os.path.join(checkpoints, str(step)),
-                  os.path.join(destination, "checkpoints", str(step)))
-  shutil.copy2(os.path.join(source, "config.json"), destination)
-  for name in RECORDS:
-    path = os.path.join(source, name)
-    if not os.path.exists(path):
-      continue
-    with open(path) as records, open(os.path.join(destination, name), "w") as out:
-      out.writelines(line for line in records if line.strip() and json.loads(line)["step"] <= step)
+  records = {name: _records_up_to(os.path.join(source, name), step) for name in RECORDS
+             if os.path.exists(os.path.join(source, name))}
+  partial = destination.rstrip(os.sep) + ".partial"
+  shutil.rmtree(partial, ignore_errors=True)  # a fork that an earlier failure left half-made
+  try:
+    shutil.copytree(os.path.join(checkpoints, str(step)),
+                    os.path.join(partial, "checkpoints", str(step)))
+    shutil.copy2(os.path.join(source, "config.json"), partial)
+    for name, lines in records.items():
+      with open(os.path.join(partial, name), "w") as out:
+        out.writelines(lines)
+    os.rename(partial, destination)
+  except BaseException:
+    shutil.rmtree(partial, ignore_errors=True)
+    raise
+
+
+def _records_up_to(path: str, step: int) -> list[str]:
+  """The lines of a JSONL record file up to `step`; one line naming a damaged record."""
+  kept = []
+  with open(path) as records:
+    for number, line in enumerate(records, 1):
+      if not line.strip():
+        continue
+      try:
+        record_step = json.loads(line)["step"]
+      except (ValueError, KeyError, TypeError):
+        raise ValueError(f"{path}:{number} is not a JSON record with a step: repair or "
+                         "delete that line") from None
+      if record_step <= step:
+        kept.append(line.rstrip("\n") + "\n")
+  return kept
 
 
 def main(argv=None) -> int:
@@ -55,7 +77,7 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   try:
     fork(args.source, args.step, args.destination)
-  except ValueError as error:
+  except (ValueError, OSError) as error:  # OSError: a folder unreadable, a disk full
     print(f"error: {error}", file=sys.stderr)
     return 2
   print(f"forked {args.source} at step {args.step} into {args.destination}: resume it with "

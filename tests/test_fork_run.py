@@ -28,7 +28,10 @@ def test_fork_continued_as_before_ends_where_the_run_ended_and_changes_apply_aft
   assert fork_run.main([f"--from={original}", "--step=10", f"--to={same}"]) == 0
   assert _checkpoint_steps(same) == [10]
   assert [m["step"] for m in _read_jsonl(same / "metrics.jsonl")] == [5, 10]
-  _run_main("toy2d.py:smoke", same)
+  assert _read_jsonl(same / "eval.jsonl") == [
+      e for e in _read_jsonl(original / "eval.jsonl") if e["step"] <= 10]
+  assert "Resumed from step 10" in _run_main("toy2d.py:smoke", same).stderr
+  assert [m["step"] for m in _read_jsonl(same / "metrics.jsonl")] == [5, 10, 15, 20]
   for a, b in zip(_leaves(_restore_params("toy2d.py:smoke", original)[0]),
                   _leaves(_restore_params("toy2d.py:smoke", same)[0]), strict=True):
     np.testing.assert_array_equal(a, b)
@@ -37,7 +40,8 @@ def test_fork_continued_as_before_ends_where_the_run_ended_and_changes_apply_aft
   # config.json records the rate that trained the fork.
   faster = tmp_path / "faster"
   fork_run.fork(str(original), 10, str(faster))
-  _run_main("toy2d.py:smoke", faster, "--config.optim.generator.learning_rate=0.01")
+  resumed = _run_main("toy2d.py:smoke", faster, "--config.optim.generator.learning_rate=0.01")
+  assert "Resumed from step 10" in resumed.stderr
   assert json.loads((faster / "config.json").read_text())["optim"]["generator"][
       "learning_rate"] == 0.01
   ends = [_restore_params("toy2d.py:smoke", run)[0] for run in (original, faster)]
@@ -45,7 +49,8 @@ def test_fork_continued_as_before_ends_where_the_run_ended_and_changes_apply_aft
   assert any(not np.array_equal(a, b)
              for a, b in zip(_leaves(ends[0].g_params), _leaves(ends[1].g_params)))
 
-def test_fork_refuses_a_missing_checkpoint_and_an_existing_folder(tmp_path, capsys):
+
+def test_fork_refuses_bad_input_in_one_line_and_leaves_no_half_made_fork(tmp_path, capsys):
   original = tmp_path / "original"
   (original / "checkpoints" / "10").mkdir(parents=True)
   (original / "config.json").write_text("{}")
@@ -54,3 +59,10 @@ def test_fork_refuses_a_missing_checkpoint_and_an_existing_folder(tmp_path, caps
   (tmp_path / "taken").mkdir()
   assert fork_run.main([f"--from={original}", "--step=10", f"--to={tmp_path / 'taken'}"]) == 2
   assert "exists: pass a new folder" in capsys.readouterr().err
+  # A damaged record: one line naming it, and no half-made fork left behind.
+  (original / "metrics.jsonl").write_text('{"step": 5}\n\n{"step": 1\n')
+  with pytest.raises(ValueError, match=r"metrics.jsonl:3 is not a JSON record with a step"):
+    fork_run.fork(str(original), 10, str(tmp_path / "fork"))
+  assert not (tmp_path / "fork").exists() and not (tmp_path / "fork.partial").exists()
+  with pytest.raises(ValueError, match="holds no config.json and checkpoints/"):
+    fork_run.fork(str(tmp_path / "taken"), 10, str(tmp_path / "fork"))
