@@ -1,5 +1,9 @@
+import atexit
+import importlib.util
 import os
 import pathlib
+import shutil
+import tempfile
 
 import pytest
 
@@ -7,6 +11,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = REPO_ROOT / "configs"
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 CELEBA_TAR = SHARED_DATA / "celeba_align_10k_89x109.tar"
+CELEBA_TAR_IMAGE_SIZE = (89, 109)  # width, height of its faces
 
 requires_celeba_tar = pytest.mark.skipif(
     not CELEBA_TAR.exists(),
@@ -14,11 +19,43 @@ requires_celeba_tar = pytest.mark.skipif(
     "and the dev workspace, not in a user's clone")
 
 
+# Tiers: `python -m pytest -m "not slow"` is the quick tier (every module, every CLI once,
+# one train-and-resume through `python -m wgan_gp.main`, tiny configs);
+# `slow` marks the tests that train for long, start several processes (distributed,
+# signals), execute the notebook, cross-check against PyTorch or run the real Inception
+# weights. The full suite runs both.
+
+# One JAX persistent compilation cache for the whole session, shared by every child
+# Python (see `subprocess_env`): each child otherwise compiles the same tiny train steps
+# again. Fresh per session, unless WGAN_GP_TESTS_JAX_CACHE names a folder to keep across
+# sessions (JAX keys its entries by jaxlib version, flags and program).
+_COMPILATION_CACHE = os.environ.get("WGAN_GP_TESTS_JAX_CACHE") or tempfile.mkdtemp(
+    prefix="wgan_gp_tests_jax_cache_")
+if not os.environ.get("WGAN_GP_TESTS_JAX_CACHE"):
+  atexit.register(shutil.rmtree, _COMPILATION_CACHE, ignore_errors=True)
+
+
+def compilation_cache_env() -> dict:
+  """JAX settings (as environment variables) that make a child use the shared cache for
+  every compilation, however small and fast."""
+  env = {"JAX_COMPILATION_CACHE_DIR": _COMPILATION_CACHE,
+         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+         "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1"}
+  if importlib.util.find_spec("filelock") is not None:
+    # A size limit makes JAX lock the cache while reading and writing an entry: children
+    # that run at the same time (two processes of a distributed run) never read a
+    # half-written one. Without filelock JAX refuses the setting; such runs then only race.
+    env["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(4 << 30)
+  return env
+
+
 def subprocess_env(devices: int = 1, **extra) -> dict:
-  """Environment for a child Python: `devices` CPU devices, the repo importable."""
+  """Environment for a child Python: `devices` CPU devices, the repo importable, the
+  session's shared compilation cache."""
   env = dict(os.environ)
   env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
   env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+  env.update(compilation_cache_env())
   env.update(extra)
   return env
 
@@ -62,3 +99,115 @@ def gan_losses_and_grads_fn(image_size: int, batch: int, **model_overrides):
     return fake, {**scalars, "critic_loss": loss, "generator_loss": g_loss}, d_grads, g_grads
 
   return compute, (g_params, d_params)
+
+
+@pytest.fixture
+def cli_in_process(capsys, monkeypatch):
+  """Runs a command's `__main__` block in this process, as `python -m` would, for the
+  refusals that happen before any work: returns a CompletedProcess-like (returncode,
+  stdout, stderr). Each call parses the flags afresh. `wgan_gp.main` goes through absl's
+  app.run with its own flags parser; argparse commands (`sweep`, `plot`) through their
+  `main(argv)`, which returns the exit code. Not the other absl commands (`sample`,
+  `evaluate`, `fid`): absl's flags are one registry per process, and `wgan_gp.main`'s
+  (--workdir, required) clash with theirs, so those stay subprocesses. One real
+  `python -m` run of each command stays in the suite for the entry point itself."""
+  import importlib
+  import logging
+  import subprocess
+  import sys
+  import warnings
+
+  from absl import app, flags
+
+  def reset_flags():
+    # Fields that ml_collections' config flag registered for the previous call's
+    # --config.* overrides; left in place, defining them again would fail.
+    for name in [name for name in flags.FLAGS if name.startswith("config.")]:
+      delattr(flags.FLAGS, name)
+    disabled = logging.root.manager.disable
+    logging.disable(logging.INFO)  # absl logs each unparse_flags() at INFO
+    try:
+      flags.FLAGS.unparse_flags()
+    finally:
+      logging.disable(disabled)
+
+  def run(module_name, *args):
+    module = importlib.import_module(module_name)
+    argv = [module_name, *map(str, args)]
+    monkeypatch.setattr(sys, "argv", argv)  # config_flags finds its overrides there
+    handlers, level = logging.root.handlers[:], logging.root.level
+    # A child starts with no handlers; here an earlier test's logging.basicConfig may have
+    # left one on a captured stream since closed, which would print an error per record.
+    logging.root.handlers[:] = [h for h in handlers if not getattr(
+        getattr(h, "stream", None), "closed", False)]
+    capsys.readouterr()
+    try:
+      with warnings.catch_warnings():
+        # Hidden in a `python -m` run: ml_collections' loading of a config file.
+        warnings.filterwarnings("ignore", "the load_module", DeprecationWarning)
+        if hasattr(module, "FLAGS"):  # absl's app.run, as the module's __main__ block
+          reset_flags()
+          with pytest.raises(SystemExit) as exit_info:
+            parser = getattr(module, "_parse_flags", None)
+            app.run(module.main, argv=argv, **({"flags_parser": parser} if parser else {}))
+          code = exit_info.value.code
+        else:
+          code = module.main(argv[1:])
+    finally:
+      reset_flags()
+      logging.root.handlers[:] = handlers
+      logging.root.setLevel(level)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, 0 if code is None else code, out, err)
+
+  return run
+
+
+def train(config: str, workdir, *overrides, devices: int = 1, **env):
+  """`python -m wgan_gp.main --config=configs/<config> --workdir=<workdir> <overrides>`;
+  returns the CompletedProcess after asserting that it finished."""
+  import subprocess
+  import sys
+
+  result = subprocess.run(
+      [sys.executable, "-m", "wgan_gp.main", f"--config={CONFIGS / config}",
+       f"--workdir={workdir}", *map(str, overrides)],
+      env=subprocess_env(devices, **env), cwd=REPO_ROOT, capture_output=True, text=True,
+      timeout=900)
+  assert result.returncode == 0, f"main failed ({result.returncode}):\n{result.stderr[-4000:]}"
+  return result
+
+
+@pytest.fixture(scope="session")
+def toy_smoke_run(tmp_path_factory):
+  """One `python -m wgan_gp.main --config=configs/toy2d.py:smoke` run for the whole
+  session (checkpoints 10 and 20), shared by the modules that test what it wrote or
+  what later commands do with it. Read it; copy it (`copy_run`) before changing it."""
+  workdir = tmp_path_factory.mktemp("toy_smoke") / "run"
+  train("toy2d.py:smoke", workdir)
+  return workdir
+
+
+def copy_run(workdir, destination):
+  """A copy of a finished run's workdir, to change or resume."""
+  shutil.copytree(workdir, destination)
+  return destination
+
+
+@pytest.fixture(scope="session")
+def image_smoke_run(tmp_path_factory):
+  """One `python -m wgan_gp.main --config=configs/celeba64.py:smoke` run on 40 random
+  48×56 JPEGs (crop 40, 32 px images, 32 evaluation samples; checkpoints 5 and 10) for the
+  whole session, run so that it prints which optional modules it imported:
+  (workdir, CompletedProcess). Read it; copy it (`copy_run`) before changing it."""
+  from test_main import _run_main, _write_image_folder
+
+  tmp = tmp_path_factory.mktemp("image_smoke")
+  images = _write_image_folder(tmp / "images")
+  workdir = tmp / "run"
+  result = _run_main("celeba64.py:smoke", workdir, "--config.data.source=images",
+                     f"--config.data.path={images}", "--config.data.crop_size=40",
+                     "--config.data.crop_fraction=0",
+                     f"--config.data.cache_dir={tmp / 'cache'}", "--config.eval_samples=32",
+                     report_imports=True)
+  return workdir, result

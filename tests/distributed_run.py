@@ -19,7 +19,8 @@ def main(out_path, workdir, images, cache_dir, coordinator=None, num_processes=N
   if coordinator:
     distributed.initialize(coordinator, int(num_processes), int(process_id), timeout_s=120)
   config = load_config(str(CONFIGS / "celeba64.py:smoke"), {
-      "data.source": "images", "data.path": images, "data.crop_size": 40, "data.cache_dir": cache_dir,
+      "data.source": "images", "data.path": images, "data.crop_size": 40, "data.crop_fraction": 0.0,
+      "data.cache_dir": cache_dir,
       "num_train_steps": 4, "log_every": 2, "sample_every": 4, "checkpoint_every": 2})
   state = train.train_and_evaluate(config, workdir)
   leaves = jax.tree.leaves((state.g_params, state.d_params, state.ema_g_params))

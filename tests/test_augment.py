@@ -1,5 +1,6 @@
 """Differentiable augmentation (wgan_gp/augment.py) and how the step uses it."""
 
+import dataclasses
 import functools
 
 import jax
@@ -10,7 +11,7 @@ import optax
 import pytest
 
 from conftest import CONFIGS
-from wgan_gp import augment, data, gan_state, iteration, losses, parallel
+from wgan_gp import augment, gan_state, iteration, losses, parallel
 from wgan_gp.config import load_config
 
 ALL = ("color", "translation", "cutout")
@@ -115,40 +116,67 @@ def test_gradients_flow_through_each_transform_as_their_closed_forms_say():
   assert abs(float(jnp.sum(g * direction)) - numeric) < 1e-2 * max(1.0, abs(numeric))
 
 
-def test_penalty_under_augmentation_is_per_sample_and_matches_the_closed_form():
-  """The step interpolates augmented reals and fakes; for D(x) = ½Σ a·x² the input
-  gradient at x̂ is a·x̂, so each norm is ‖a·x̂_i‖ with x̂_i built from sample i alone."""
-  n, side = 6, 16
-  real, fake = _images(n, side, seed=0), _images(n, side, seed=1)
-  keys = jax.random.split(jax.random.PRNGKey(5), n)
-  eps = jax.random.uniform(jax.random.PRNGKey(6), (n,))
+def _augment_reference(image, p, i, side):
+  """The policy ALL (color, translation, cutout) on one image, from the formulas above."""
+  v = np.asarray(image, np.float64) + float(p.brightness[i])
+  m = v.mean(axis=-1, keepdims=True)
+  v = (v - m) * float(p.saturation[i]) + m
+  v = (v - v.mean()) * float(p.contrast[i]) + v.mean()
+  v = _shift_reference(v, *map(int, p.shift[i]))
+  cy, cx = map(int, p.cutout_centre[i])
+  q = side // 4
+  v[max(cy - q, 0):max(cy + q, 0), max(cx - q, 0):max(cx + q, 0)] = 0.0
+  return v
+
+
+@pytest.mark.slow
+def test_the_steps_penalty_interpolates_augmented_reals_and_fakes():
+  """The step itself, with a critic D(x) = ½Σ a·x² (input gradient a·x): its penalty's
+  norms are ‖a·x̂_i‖, x̂_i = ε_i·aug(real_i) + (1 − ε_i)·aug(fake_i), each image
+  augmented here by the closed forms, with parameters of its own (reals' and fakes' apart)."""
+  config, gan = _image_setup(augment="color,translation,cutout")
+  side = 16
   a = jax.random.uniform(jax.random.PRNGKey(9), (side, side, 3), minval=0.5, maxval=2.0)
-  critic = lambda x: 0.5 * jnp.sum(a * jnp.square(x), axis=(1, 2, 3))
 
-  def norms(real, fake):
-    real_aug = augment.augment(real, iteration.salted(keys, iteration.AUGMENT_REAL_SALT), ALL)
-    fake_aug = augment.augment(fake, iteration.salted(keys, iteration.AUGMENT_FAKE_SALT), ALL)
-    return losses.gradient_penalty(critic, real_aug, fake_aug, eps)[1], real_aug, fake_aug
+  @dataclasses.dataclass(frozen=True)
+  class QuadraticCritic(type(gan)):
+    def criticize(self, d_params, x):
+      return 0.5 * jnp.sum(a * jnp.square(x), axis=(1, 2, 3))
 
-  got, real_aug, fake_aug = norms(real, fake)
-  e = np.asarray(eps)[:, None, None, None]
-  mix = e * np.asarray(real_aug, np.float64) + (1 - e) * np.asarray(fake_aug, np.float64)
-  expected = np.sqrt(np.sum(np.square(np.asarray(a) * mix), axis=(1, 2, 3)))
-  np.testing.assert_allclose(got, expected, rtol=1e-5)
-  # Changing sample 2's real image changes only sample 2's norm.
-  changed, _, _ = norms(real.at[2].set(-real[2]), fake)
-  others = [i for i in range(n) if i != 2]
-  np.testing.assert_array_equal(np.asarray(changed)[others], np.asarray(got)[others])
-  assert changed[2] != got[2]
+  quadratic = QuadraticCritic(gan.generator, gan.critic, gan.z_dim, gan.data_shape)
+  state = gan_state.create_train_state(config, gan)
+  real_u8 = np.asarray(jax.random.randint(jax.random.PRNGKey(2), (1, 4, side, side, 3), 0, 256),
+                       np.uint8)
+  _, metrics = iteration.make_train_step(config, quadratic)(parallel.replicate(state),
+                                                            real_u8[None])
+
+  indices = jnp.arange(4)
+  keys = iteration.sample_keys(state.rng, state.step, (iteration.CRITIC_STREAM, 0), indices)
+  z = iteration.per_sample(lambda k: jax.random.normal(k, (gan.z_dim,)), keys, iteration.Z_SALT)
+  eps = np.asarray(iteration.per_sample(jax.random.uniform, keys, iteration.EPS_SALT))
+  fake = gan_state.build_gan(config).generate(state.g_params, z)
+  real = real_u8[0].astype(np.float64) * (2.0 / 255.0) - 1.0
+  draw = lambda salt: jax.vmap(lambda k: augment.draw(k, (side, side, 3)))(
+      iteration.salted(keys, salt))
+  real_p, fake_p = draw(iteration.AUGMENT_REAL_SALT), draw(iteration.AUGMENT_FAKE_SALT)
+  norms = [np.linalg.norm(np.asarray(a, np.float64) * (
+      eps[i] * _augment_reference(real[i], real_p, i, side)
+      + (1 - eps[i]) * _augment_reference(np.asarray(fake[i]), fake_p, i, side)))
+           for i in range(4)]
+  np.testing.assert_allclose(np.asarray(metrics["interp_grad_norm_mean"]).ravel()[0],
+                             np.mean(norms), rtol=1e-4)
+  np.testing.assert_allclose(np.asarray(metrics["interp_grad_norm_max"]).ravel()[0],
+                             np.max(norms), rtol=1e-4)
 
 
 def _image_setup(**overrides):
-  config = load_config(str(CONFIGS / "celeba64.py:cpu,smoke"),
+  config = load_config(str(CONFIGS / "celeba64.py:cpu_round1,smoke"),
                        {"data.image_size": 16, "batch_size": 4, **overrides})
   gan = gan_state.build_gan(config, parallel.AXIS_NAME)
   return config, gan
 
 
+@pytest.mark.slow
 def test_step_augments_reals_fakes_and_the_generators_fakes_as_documented():
   """The step against a plain re-derivation: critic on augmented reals and fakes, the
   penalty between them, and the generator's loss backpropagated through augmentation."""
@@ -182,9 +210,9 @@ def test_step_augments_reals_fakes_and_the_generators_fakes_as_documented():
     g_grads = jax.grad(lambda g: -jnp.mean(gan.criticize(
         d_params, augment.augment(gan.generate(g, z), aug_keys, policy))))(state.g_params)
     updates, _ = g_opt.update(g_grads, state.g_opt_state, state.g_params)
-    return optax.apply_updates(state.g_params, updates), d_params
+    return optax.apply_updates(state.g_params, updates), d_params, grads, g_grads
 
-  expected_g, expected_d = jax.jit(reference)(state)
+  expected_g, expected_d, d_grads, g_grads = jax.jit(reference)(state)
   gan = plain_gan
   step = iteration.make_train_step(config, gan)
   new_state, _ = step(parallel.replicate(state), real_u8[None])
@@ -192,6 +220,13 @@ def test_step_augments_reals_fakes_and_the_generators_fakes_as_documented():
   close = functools.partial(np.testing.assert_allclose, rtol=2e-4, atol=2e-6)
   jax.tree.map(close, new_state.d_params, expected_d)
   jax.tree.map(close, new_state.g_params, expected_g)
+  # Adam's first step moves each parameter by its rate times the gradient's sign, so the
+  # parameters pass under any positive rescaling of a loss; its first moment (β1 = 0: the
+  # gradient itself) does not.
+  assert config.optim.critic.b1 == config.optim.generator.b1 == 0.0
+  adam_mu = lambda opt_state: next(s for s in opt_state if hasattr(s, "nu")).mu
+  jax.tree.map(close, adam_mu(new_state.d_opt_state), d_grads)
+  jax.tree.map(close, adam_mu(new_state.g_opt_state), g_grads)
   # And augmentation changes the step: without it the result differs.
   plain_config, _ = _image_setup(augment="")
   plain = iteration.make_train_step(plain_config, gan)(parallel.replicate(state), real_u8[None])[0]
@@ -217,7 +252,7 @@ def _fraction_reaches_the_state(config, gan) -> bool:
 
 def test_with_every_lever_off_the_step_never_augments_nor_reads_the_budget(monkeypatch):
   """Levers off, the step is round 1's program: augmentation is never applied and the
-  budget fraction feeds nothing (experiments/param_hashes.py compares the final states
+  budget fraction feeds nothing (experiments/references/param_hashes.py compares the final states
   of whole runs before and after a change, bit for bit)."""
   config, gan = _image_setup()
 

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import REPO_ROOT
 
-sys.path.insert(0, str(REPO_ROOT / "experiments"))
+sys.path.insert(0, str(REPO_ROOT / "experiments" / "speed"))
 import benchmark  # noqa: E402
 
 
@@ -106,6 +106,7 @@ def test_benchmark_times_every_width_and_n_critic(tmp_path):
     assert f"| dcgan | 2 | {width} | 2 | jax xla float32 |" in table
 
 
+@pytest.mark.slow
 def test_jax_variant_times_the_real_step():
   """The real JaxVariant: the pmapped step, compiled ahead of time and run with the
   budget fraction it takes since the budget schedules (a stale call once broke every
@@ -121,9 +122,10 @@ def test_jax_variant_times_the_real_step():
 def test_cpu_model_names_the_widest_vector_unit_and_amx():
   amx = "model name\t: Xeon X\nflags\t\t: fpu avx2 avx512f amx_bf16 amx_tile\n"
   epyc = "model name\t: EPYC Y\nflags\t\t: fpu avx avx2\n"
-  with mock.patch.object(benchmark.Path, "read_text", lambda self: amx):
+  from wgan_gp import hardware
+  with mock.patch.object(hardware.Path, "read_text", lambda self: amx):
     assert benchmark.cpu_model() == "Xeon X, avx512f, AMX"
-  with mock.patch.object(benchmark.Path, "read_text", lambda self: epyc):
+  with mock.patch.object(hardware.Path, "read_text", lambda self: epyc):
     assert benchmark.cpu_model() == "EPYC Y, avx2, no AMX"
 
 

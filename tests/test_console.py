@@ -97,6 +97,7 @@ def test_live_display_on_a_terminal_shows_the_numbers_and_routes_logs_above(term
   assert "\x1b[" in text  # drawn with terminal control codes
 
 
+@pytest.mark.slow
 def test_toy_run_prints_short_lines_and_keeps_full_records(tmp_path, caplog):
   from wgan_gp import train
   from wgan_gp.config import load_config

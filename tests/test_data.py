@@ -1,4 +1,6 @@
+import hashlib
 import io
+import json
 import logging
 import os
 import tarfile
@@ -217,6 +219,31 @@ def test_archive_cache_follows_its_bytes_not_its_path_or_mtime(tmp_path, monkeyp
   os.utime(copy, ns=(stat.st_atime_ns, stat.st_mtime_ns))
   assert copy.stat().st_size == stat.st_size
   assert source_fields(str(copy)) != source_fields(str(archive))
+
+
+def test_a_folder_cache_from_before_the_16_bit_fix_is_not_reused(tmp_path, monkeypatch):
+  """The decoder's version keys a folder's cache; an archive's identity, which keys the FID
+  statistics already computed for it, is the same as before the version was added."""
+  from wgan_gp.data import images as images_lib
+  folder, cache = tmp_path / "imgs", str(tmp_path / "cache")
+  folder.mkdir()
+  Image.fromarray(np.full((20, 20), 0x8080, np.uint16)).save(folder / "grey16.png")
+  with monkeypatch.context() as old:  # the decoder before the fix: Pillow clips to white
+    old.setattr(images_lib, "DECODER_VERSION", 1)
+    old.setattr(images_lib, "to_rgb", lambda image: image.convert("RGB"))
+    stale = load_images(str(folder), crop_size=0, image_size=8, cache_dir=cache)
+    assert stale.images.min() == 255
+  fixed = load_images(str(folder), crop_size=0, image_size=8, cache_dir=cache)
+  assert fixed.identity != stale.identity
+  np.testing.assert_allclose(fixed.images, 128, atol=1)
+
+  archive = _write_tar(tmp_path / "a.tar")  # its key as the archive-hash commit made it
+  before = {"version": 1, "kind": "archive", "crop_size": 20, "image_size": 8,
+            "resample": "pillow-bicubic",
+            "sha256": hashlib.sha256(archive.read_bytes()).hexdigest()}
+  expected = hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:24]
+  assert load_images(str(archive), crop_size=20, image_size=8,
+                     cache_dir=cache).identity == expected
 
 
 def test_interrupted_first_pass_leaves_no_cache(tmp_path, monkeypatch):

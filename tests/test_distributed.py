@@ -8,6 +8,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from conftest import REPO_ROOT, subprocess_env
 from wgan_gp import exit_codes
@@ -25,6 +26,7 @@ def _distributed_args(port, process_id):
           f"--process_id={process_id}", "--distributed_timeout=60"]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process_with_four_devices(tmp_path):
   images = _write_image_folder(tmp_path / "images")
   cache = tmp_path / "cache"
@@ -54,12 +56,14 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
   assert _checkpoint_steps(tmp_path / "multi") == [2, 4]  # one checkpoint per step, shared
 
 
+@pytest.mark.slow
 def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
   images = _write_image_folder(tmp_path / "images")
   workdir = tmp_path / "w"
   port = _free_port()
   overrides = ["--config.data.source=images", f"--config.data.path={images}",
-               "--config.data.crop_size=40", f"--config.data.cache_dir={tmp_path / 'c'}",
+               "--config.data.crop_size=40", "--config.data.crop_fraction=0",
+               f"--config.data.cache_dir={tmp_path / 'c'}",
                "--config.num_train_steps=2000", "--config.log_every=1"]
   processes = [subprocess.Popen(_main_command("celeba64.py:smoke", workdir, *overrides,
                                               *_distributed_args(port, i)),
@@ -80,6 +84,29 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
   assert _checkpoint_steps(workdir)[-1] == int(stopped_at[0][1]) < 2000
 
 
+@pytest.mark.slow
+def test_processes_whose_clocks_disagree_train_the_same_state(tmp_path):
+  """Process 1's clock falls 0.4 s behind on a 3-second budget whose EMA starts at half
+  of it: on its own clock it would start the EMA, and scale its updates, later than
+  process 0. Both feed the step process 0's fraction, and end with the same state, bit
+  for bit."""
+  script = str(REPO_ROOT / "tests" / "distributed_clock_run.py")
+  port = _free_port()
+  processes = [
+      subprocess.Popen([sys.executable, script, str(tmp_path / f"process{i}.npz"),
+                        str(tmp_path / "run"), f"127.0.0.1:{port}", "2", str(i), str(0.4 * i)],
+                       env=subprocess_env(2), cwd=REPO_ROOT / "tests", stderr=subprocess.PIPE,
+                       text=True)
+      for i in range(2)]
+  for process in processes:
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-3000:]
+  first, second = (dict(np.load(tmp_path / f"process{i}.npz")) for i in range(2))
+  assert int(first["step"]) == int(second["step"]) > 5
+  for key in first:
+    np.testing.assert_array_equal(first[key], second[key], err_msg=key)
+
+
 def test_unreachable_coordinator_fails_fast_with_one_line(tmp_path):
   start = time.time()
   result = subprocess.run(
@@ -92,6 +119,7 @@ def test_unreachable_coordinator_fails_fast_with_one_line(tmp_path):
   assert time.time() - start < 60
 
 
+@pytest.mark.slow
 def test_global_batch_not_divisible_by_all_devices_fails_in_every_process(tmp_path):
   port = _free_port()
   processes = [subprocess.Popen(_main_command("toy2d.py:smoke", tmp_path / "w",

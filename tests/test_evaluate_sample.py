@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO_ROOT, subprocess_env
+from conftest import REPO_ROOT, copy_run, subprocess_env
 from test_main import _run_main, _write_image_folder
 from wgan_gp import exit_codes
 from wgan_gp.latents import interpolation_latents, slerp
@@ -20,21 +20,14 @@ requires_fid_weights = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def image_run(tmp_path_factory):
-  tmp = tmp_path_factory.mktemp("image_run")
-  images = _write_image_folder(tmp / "images")
-  workdir = tmp / "run"
-  _run_main("celeba64.py:smoke", workdir, "--config.data.source=images",
-            f"--config.data.path={images}", "--config.data.crop_size=40",
-            f"--config.data.cache_dir={tmp / 'cache'}", "--config.eval_samples=32")
-  return workdir
+def image_run(tmp_path_factory, image_smoke_run):
+  """celeba64.py:smoke on 40 images, --config.eval_samples=32 (evaluate appends: a copy)."""
+  return copy_run(image_smoke_run[0], tmp_path_factory.mktemp("image_run") / "run")
 
 
 @pytest.fixture(scope="module")
-def toy_run(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("toy_run") / "run"
-  _run_main("toy2d.py:smoke", workdir)
-  return workdir
+def toy_run(tmp_path_factory, toy_smoke_run):
+  return copy_run(toy_smoke_run, tmp_path_factory.mktemp("toy_run") / "run")  # evaluate appends
 
 
 def _cli(module, workdir, *args, cache=None, check=True):
@@ -50,11 +43,31 @@ def _eval_records(workdir):
   return [json.loads(line) for line in (workdir / "eval.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_training_evaluated_at_the_end(image_run):
   records = _eval_records(image_run)
   assert records[0]["step"] == 10 and records[0]["eval/swd"] > 0
+  # The kind of BatchNorm statistics every reported figure uses (see below).
+  assert records[0]["eval/norm_stats"] == "standing (100 batches of 8, seed 0)"
 
 
+def test_training_grids_use_standing_statistics(image_run):
+  import jax
+  from wgan_gp import standing_stats, visualize
+  from wgan_gp.runs import load_run
+  run = load_run(str(image_run))
+  noise = jax.random.normal(jax.random.PRNGKey(run.config.seed + 1),
+                            (run.config.num_sample_images, run.gan.z_dim))
+  params = run.state.ema_g_params
+  stats = standing_stats.compute(run.gan, params, run.config.batch_size)
+  generate = jax.jit(run.gan.generate)
+  written = np.asarray(Image.open(image_run / "samples" / "step_0000010.png"), np.int16)
+  standing, batch = (visualize.image_grid(np.asarray(images)).astype(np.int16) for images in
+                     (generate(params, noise, stats.stats), generate(params, noise)))
+  assert np.abs(written - standing).max() <= 1 < np.abs(written - batch).max()
+
+
+@pytest.mark.slow
 def test_evaluate_is_deterministic_and_appends(image_run):
   before = len(_eval_records(image_run))
   outputs = [json.loads(_cli("wgan_gp.evaluate", image_run, "--metrics=swd").stdout)
@@ -63,6 +76,10 @@ def test_evaluate_is_deterministic_and_appends(image_run):
   assert outputs[0]["step"] == 10 and outputs[0]["generator"] == "ema"
   assert outputs[0]["num_samples"] == 32 and np.isfinite(outputs[0]["eval/swd"])
   assert outputs[0]["norm_stats"] == "standing (100 batches of 8, seed 0)"  # the run's batch
+  # Training's own evaluation measured the same generator the same way.
+  training = _eval_records(image_run)[0]
+  assert training["eval/norm_stats"] == outputs[0]["norm_stats"]
+  assert training["eval/swd"] == pytest.approx(outputs[0]["eval/swd"], rel=1e-5)
   paper = json.loads(_cli("wgan_gp.evaluate", image_run, "--metrics=swd",
                           "--norm_stats=batch").stdout)
   assert paper["norm_stats"] == "batch (256 per batch)"
@@ -78,6 +95,7 @@ def test_evaluate_toy_run_reports_mode_coverage(toy_run):
   assert 0 <= record["eval/high_quality_pct"] <= 100
 
 
+@pytest.mark.slow
 @requires_fid_weights
 def test_fid_and_kid_with_cached_reference_statistics(image_run, tmp_path):
   first = json.loads(_cli("wgan_gp.evaluate", image_run, "--metrics=fid,kid",
@@ -90,6 +108,7 @@ def test_fid_and_kid_with_cached_reference_statistics(image_run, tmp_path):
   assert second["eval/fid"] == pytest.approx(first["eval/fid"], rel=1e-6)
 
 
+@pytest.mark.slow
 @requires_fid_weights
 def test_training_keeps_the_best_fid_checkpoint(tmp_path):
   images = _write_image_folder(tmp_path / "images")
@@ -97,6 +116,7 @@ def test_training_keeps_the_best_fid_checkpoint(tmp_path):
   user_cache = tmp_path / "xdg"  # the reference statistics: never the user's own cache
   _run_main("celeba64.py:smoke", workdir, "--config.data.source=images",
             f"--config.data.path={images}", "--config.data.crop_size=40",
+            "--config.data.crop_fraction=0",
             f"--config.data.cache_dir={tmp_path / 'cache'}", "--config.eval_metrics=fid",
             "--config.eval_samples=16", "--config.eval_every=5", cache=user_cache)
   assert len(list(user_cache.glob("wgan_gp/refstats_*.npz"))) == 1
@@ -104,13 +124,16 @@ def test_training_keeps_the_best_fid_checkpoint(tmp_path):
   assert set(fids) == {5, 10}
   best_step = min(fids, key=fids.get)
   assert [int(p.name) for p in (workdir / "best").iterdir() if p.name.isdigit()] == [best_step]
-  # Training evaluates with batch statistics (the paper's sampling); so does this.
+  # Training evaluates with standing statistics, as `evaluate` does by default: best/ is
+  # chosen by the kind of figure that is reported.
   record = json.loads(_cli("wgan_gp.evaluate", workdir, "--best", "--metrics=fid",
-                           "--num_samples=16", "--norm_stats=batch", cache=user_cache).stdout)
+                           "--num_samples=16", cache=user_cache).stdout)
   assert record["step"] == best_step and record["checkpoint"] == "best"
+  assert {r["eval/norm_stats"] for r in _eval_records(workdir)[:2]} == {record["norm_stats"]}
   assert record["eval/fid"] == pytest.approx(fids[best_step], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_sample_grid_is_reproducible(image_run, tmp_path):
   paths = [tmp_path / "a.png", tmp_path / "b.png", tmp_path / "c.png"]
   _cli("wgan_gp.sample", image_run, "--num=16", f"--out={paths[0]}")
@@ -122,6 +145,7 @@ def test_sample_grid_is_reproducible(image_run, tmp_path):
   assert not np.array_equal(a, c)
 
 
+@pytest.mark.slow
 def test_sample_interpolations_and_exports(image_run, tmp_path):
   _cli("wgan_gp.sample", image_run, "--mode=interpolate", "--num=3", "--steps=5",
        "--method=both", f"--out={tmp_path / 'strip.png'}")

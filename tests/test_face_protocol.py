@@ -1,4 +1,4 @@
-"""experiments/face_protocol.py: the floor's images, the row, the refusals, and the
+"""wgan_gp/face_protocol.py: the floor's images, the row, the refusals, and the
 measurement of a run and of a shipped generator, through a stand-in feature network (no
 Inception weights)."""
 
@@ -8,19 +8,18 @@ import shutil
 import subprocess
 import sys
 
+import jax
 import ml_collections
 import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import CONFIGS, REPO_ROOT, subprocess_env
-from wgan_gp import data, exit_codes, gan_state, pretrained
+from wgan_gp import data, exit_codes, face_protocol, gan_state, pretrained
 from wgan_gp.checkpoint import Checkpointer
 from wgan_gp.config import base_config, load_config, to_json
 from wgan_gp.metrics import fid
-
-sys.path.insert(0, str(REPO_ROOT / "experiments"))
-import face_protocol  # noqa: E402
+from wgan_gp.runs import load_run
 
 
 class _StandInExtractor:
@@ -88,7 +87,7 @@ def test_floor_images_are_a_half_disjoint_from_the_reference_half():
     (["--pretrained=celeba64-cpu"], "--pretrained needs --data_path"),
     (["--pretrained=celeba64-cpu", "--data_path=x", "--workdir=w"], "drop --workdir"),
     (["--pretrained=celeba64-cpu", "--data_path=x", "--reference_only"], "drop --workdir"),
-    (["--workdir=w", "--name=n"], "give --workdir, --name and --hardware"),
+    (["--name=n"], "give --workdir"),
 ])
 def test_conflicting_or_missing_flags_are_refused(capsys, argv, message):
   with pytest.raises(SystemExit) as exit_info:
@@ -104,6 +103,39 @@ def test_a_missing_run_is_one_line(capsys, tmp_path):
   assert code == exit_codes.BAD_INPUT
   assert len(err) == 1 and err[0].startswith("error: ") and "holds no config.json" in err[0]
   assert not (tmp_path / "faces.json").exists()
+
+
+def test_a_row_goes_beside_the_run_unless_out_names_a_table(tmp_path, monkeypatch, capsys):
+  """A user scoring their own run writes nothing into the project's table by default: the
+  row goes to <workdir>/face_protocol.json; --out names a table; --out= only prints; with
+  --pretrained and no --out the row is only printed."""
+  monkeypatch.chdir(tmp_path)  # a relative default would land here
+  monkeypatch.setattr(face_protocol, "protocol_row", lambda *a, **k: {"fid": 1.0})
+  monkeypatch.setattr(face_protocol, "remeasure_pretrained",
+                      lambda *a, **k: {"name": "shipped", "fid": 2.0})
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  common = [f"--workdir={workdir}", "--name=mine", "--hardware=h"]
+  assert face_protocol.main(common) == 0
+  (row,) = json.loads((workdir / "face_protocol.json").read_text())
+  assert (row["name"], row["fid"]) == ("mine", 1.0)
+  table = tmp_path / "table.json"
+  assert face_protocol.main([*common, "--name=other", f"--out={table}"]) == 0
+  assert [r["name"] for r in json.loads(table.read_text())] == ["other"]
+  assert len(json.loads((workdir / "face_protocol.json").read_text())) == 1  # untouched
+  (workdir / "face_protocol.json").unlink()
+  assert face_protocol.main([*common, "--out="]) == 0
+  assert not (workdir / "face_protocol.json").exists()
+  # Only --workdir is needed: the row is named after the run, the hardware after this CPU.
+  assert face_protocol.main([f"--workdir={workdir}"]) == 0
+  (row,) = json.loads((workdir / "face_protocol.json").read_text())
+  assert row["name"] == "run" and row["hardware"].startswith(f"{os.cpu_count()}-core ")
+  assert row["hardware"].endswith("(the machine that scored it)")
+  (workdir / "face_protocol.json").unlink()
+  capsys.readouterr()
+  assert face_protocol.main(["--pretrained=celeba64-cpu", "--data_path=x"]) == 0
+  assert json.loads(capsys.readouterr().out)["name"] == "shipped"
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "table.json"]
 
 
 def _expected_figures(features, reference_rows, floor_rows, generated):
@@ -138,13 +170,16 @@ def _check_figures(row, source, extractor):
 
 def _tiny_run(tmp_path, folder):
   """A face workdir as training leaves it: config.json and a checkpoint with its
-  training seconds (a fresh state; the protocol does not care how it was trained)."""
+  training seconds (a fresh state; the protocol does not care how it was trained), whose
+  EMA generator differs from the raw one, as after training."""
   config = load_config(str(CONFIGS / "celeba64.py:smoke"), {
-      "data.source": "images", "data.path": str(folder), "data.crop_size": 0})
+      "data.source": "images", "data.path": str(folder), "data.crop_size": 0,
+      "data.crop_fraction": 0.0})
   workdir = tmp_path / "run"
   workdir.mkdir()
   (workdir / "config.json").write_text(to_json(config))
   state = gan_state.create_train_state(config, gan_state.build_gan(config))
+  state = state.replace(ema_g_params=jax.tree.map(lambda x: 0.5 * x, state.g_params))
   checkpointer = Checkpointer(str(workdir / "checkpoints"), keep=2)
   checkpointer.save(7, state, data_position=56, training_seconds=123.0)
   checkpointer.close()
@@ -152,12 +187,24 @@ def _tiny_run(tmp_path, folder):
 
 
 def test_a_run_is_measured_against_half_a_with_its_config_and_training_time(
-    tmp_path, stand_in):
+    tmp_path, stand_in, monkeypatch):
   folder = _image_folder(tmp_path / "faces", 30, (40, 48))
   config, workdir = _tiny_run(tmp_path, folder)
   out = tmp_path / "faces.json"
+  generators = []
+  generate = face_protocol.generate_in_batches
+  monkeypatch.setattr(face_protocol, "generate_in_batches",
+                      lambda fn, params, *a, **k: generators.append(params) or generate(
+                          fn, params, *a, **k))
   assert face_protocol.main([f"--workdir={workdir}", "--name=tiny", "--hardware=CPU",
                              "--num_samples=100", f"--out={out}"]) == 0
+  state = load_run(str(workdir)).state  # the samples are the EMA generator's
+  (used,) = generators
+  assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(used),
+                                                  jax.tree.leaves(state.ema_g_params),
+                                                  strict=True))
+  assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(used),
+                                                      jax.tree.leaves(state.g_params)))
   (row,) = json.loads(out.read_text())
   assert (row["name"], row["steps"], row["images_seen"]) == ("tiny", 7, 56)
   assert row["minutes"] == round(123.0 / 60, 2)  # the checkpoint's training seconds
@@ -172,19 +219,22 @@ def test_a_shipped_generator_is_measured_again_with_both_floors(
     tmp_path, stand_in):
   shipped = tmp_path / "celeba64-cpu"
   shutil.copytree(pretrained.resolve("celeba64-cpu"), shipped)
+  files = {p.name: p.read_bytes() for p in shipped.iterdir()}
   before = json.loads((shipped / "info.json").read_text())
   folder = _image_folder(tmp_path / "faces", 24, (89, 109))
   out = tmp_path / "faces.json"
   assert face_protocol.main([f"--pretrained={shipped}", f"--data_path={folder}",
                              "--num_samples=12", f"--out={out}"]) == 0
-  info = json.loads((shipped / "info.json").read_text())
+  # Re-measuring never changes what it measures: the row goes to --out only.
+  assert {p.name: p.read_bytes() for p in shipped.iterdir()} == files
   (row,) = json.loads(out.read_text())
-  assert {k: info[k] for k in ("model", "data", "terms", "name", "steps", "command")} == {
-      k: before[k] for k in ("model", "data", "terms", "name", "steps", "command")}
-  assert row == {k: v for k, v in info.items() if k not in ("model", "data", "terms")}
+  assert {k: row[k] for k in ("name", "steps", "command", "run_config")} == {
+      k: before[k] for k in ("name", "steps", "command", "run_config")}
+  assert not {"model", "data", "terms"} & set(row)
   assert row["num_samples"] == 12 and "protocol_1" in row
   data_config = ml_collections.ConfigDict({  # as the protocol builds it from info.json
-      **base_config().data.to_dict(), **before["data"], "source": "images",
+      **base_config().data.to_dict(), **pretrained.legacy_data_record(before["data"]),
+      "source": "images",
       "path": str(folder)})
   _check_figures(row, data.create_source(data_config, 0), stand_in)
 
@@ -192,8 +242,7 @@ def test_a_shipped_generator_is_measured_again_with_both_floors(
 _PLAIN_RUN = """
 import sys
 import numpy as np
-sys.path.insert(0, 'experiments')
-import face_protocol
+from wgan_gp import face_protocol
 from wgan_gp.console import ProgressBar
 
 class StandIn:
@@ -222,3 +271,42 @@ def test_off_a_terminal_progress_comes_as_plain_log_lines(tmp_path):
     assert line in result.stderr, result.stderr[-3000:]
   assert "libtpu" not in result.stderr and "read only" not in result.stderr  # no chatter
   assert os.path.exists(tmp_path / "faces.json")
+
+
+def test_a_damaged_out_is_named_before_measuring_and_a_row_is_never_lost(
+    tmp_path, monkeypatch, capsys):
+  """A damaged --out is refused in one line naming it and the fix, before the ~25-minute
+  measurement; if writing the row fails after it, the row is kept beside the file."""
+  measured = []
+  row = {"name": "shipped", "fid": 2.0}
+  monkeypatch.setattr(face_protocol, "remeasure_pretrained",
+                      lambda *a, **k: measured.append(1) or row)
+  monkeypatch.setattr(face_protocol, "protocol_row",
+                      lambda *a, **k: measured.append(1) or {"fid": 1.0})
+  out = tmp_path / "faces.json"
+  out.write_text('[{"name": "a"}, {')
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  for argv in (["--pretrained=celeba64-cpu", "--data_path=x"], [f"--workdir={workdir}"]):
+    assert face_protocol.cli([*argv, f"--out={out}"]) == exit_codes.BAD_INPUT
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: --out={out} is damaged (Expecting property name")
+    assert line.endswith("repair it, move it aside, or pass another --out")
+  assert not measured and out.read_text() == '[{"name": "a"}, {'
+  # Damaged while measuring: the row is printed and kept beside it, and the line says where.
+  out.write_text("[]")
+
+  def damaging(*args, **kwargs):
+    out.write_text("{")
+    return row
+
+  monkeypatch.setattr(face_protocol, "remeasure_pretrained", damaging)
+  assert face_protocol.cli(["--pretrained=celeba64-cpu", "--data_path=x",
+                            f"--out={out}"]) == exit_codes.BAD_INPUT
+  captured = capsys.readouterr()
+  assert json.loads(captured.out) == row
+  [line] = captured.err.strip().splitlines()
+  [kept] = [p for p in tmp_path.iterdir() if p.name.startswith("faces.json.row-")]
+  assert line.startswith(f"error: the row was measured but not written into {out} (")
+  assert line.endswith(f"it is kept in {kept}; add it to the table by hand")
+  assert json.loads(kept.read_text()) == row and out.read_text() == "{"

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import CONFIGS, REPO_ROOT, subprocess_env
+from conftest import CELEBA_TAR_IMAGE_SIZE, CONFIGS, REPO_ROOT, subprocess_env
 from test_main import _checkpoint_steps, _read_jsonl, _run_main, _write_image_folder
 from wgan_gp import exit_codes, plot, pretrained
-from wgan_gp.config import get_dotted, load_config
+from wgan_gp.config import canonical_config, get_dotted, load_config
 
 
-@pytest.mark.parametrize("recipe", ["cpu", "cpu2", "cpu3", "cpu4", "gpu"])
+@pytest.mark.parametrize("recipe", ["cpu", "gpu", "cpu_round1", "cpu_round2", "cpu_round3"])
+@pytest.mark.slow
 def test_recipe_smoke_variant_trains_through_main(tmp_path, recipe):
   config = load_config(str(CONFIGS / f"celeba64.py:{recipe}"))
   assert config.loss.name == "wgan-gp" and config.loss.gp_weight > 0
@@ -30,6 +31,7 @@ def test_recipe_smoke_variant_trains_through_main(tmp_path, recipe):
   workdir = tmp_path / "run"
   _run_main(f"celeba64.py:{recipe},smoke", workdir, "--config.data.source=images",
             f"--config.data.path={folder}", "--config.data.crop_size=40",
+            "--config.data.crop_fraction=0",
             f"--config.data.cache_dir={tmp_path / 'cache'}")
   assert _checkpoint_steps(workdir)[-1] == smoke.num_train_steps
   saved = json.loads((workdir / "config.json").read_text())
@@ -37,39 +39,47 @@ def test_recipe_smoke_variant_trains_through_main(tmp_path, recipe):
   assert (workdir / "samples" / f"step_{smoke.num_train_steps:07d}.png").exists()
 
 
+
+
 @pytest.mark.parametrize("recipe, run, overrides", [
-    ("cpu3", "faces_cpu3_seed0", {"seed": 0}),
-    ("cpu4", "faces_cpu3_glr4_seed0", {"seed": 0}),
-    ("cpu4", "faces_cpu3_glr4_seed1", {"seed": 1}),
-    ("cpu4", "faces_cpu3_glr4_seed2", {"seed": 2}),
-    ("cpu4", "faces_cpu4_140_seed0", {"seed": 0, "train_minutes": 140.0}),
-    ("cpu4", "faces_cpu4_140_seed1", {"seed": 1, "train_minutes": 140.0}),
+    ("cpu_round3", "faces_cpu3_seed0", {"seed": 0}),
+    ("cpu", "faces_cpu3_glr4_seed0", {"seed": 0}),
+    ("cpu", "faces_cpu3_glr4_seed1", {"seed": 1}),
+    ("cpu", "faces_cpu3_glr4_seed2", {"seed": 2}),
+    ("cpu", "faces_cpu4_140_seed0", {"seed": 0, "train_minutes": 140.0}),
+    ("cpu", "faces_cpu4_140_seed1", {"seed": 1, "train_minutes": 140.0}),
     # Forks of seed 1's run at minute 132.5, each to 150 minutes with one change.
-    ("cpu4", "faces_cpu4_140_seed1_forks/constant150", {"seed": 1, "train_minutes": 150.0}),
-    ("cpu4", "faces_cpu4_140_seed1_forks/decay150",
+    ("cpu", "faces_cpu4_140_seed1_forks/constant150", {"seed": 1, "train_minutes": 150.0}),
+    ("cpu", "faces_cpu4_140_seed1_forks/decay150",
      {"seed": 1, "train_minutes": 150.0,
       **{f"optim.{net}.{key}": value for net in ("critic", "generator") for key, value in
          (("schedule", "budget-linear"), ("decay_start", 0.8834), ("final_scale", 0.0))}}),
-    ("cpu4", "faces_cpu4_140_seed1_forks/batch64",
+    ("cpu", "faces_cpu4_140_seed1_forks/batch64",
      {"seed": 1, "train_minutes": 150.0, "batch_size": 64}),
-    ("cpu4", "faces_cpu4_140_seed1_forks/ncritic5",
+    ("cpu", "faces_cpu4_140_seed1_forks/ncritic5",
      {"seed": 1, "train_minutes": 150.0, "n_critic": 5})])
 def test_recipe_is_the_config_of_its_confirmation_runs(recipe, run, overrides):
   """The 60-minute runs behind a recipe's rows (and shipped generator) were started before
   the recipe had a name; each saved config is the recipe's apart from the data's location,
   the seed and, for a long run, the budget (and, for a fork, its one change)."""
-  saved = json.loads((REPO_ROOT / "experiments" / "results" / run / "config.json").read_text())
+  saved = json.loads((REPO_ROOT / "experiments" / "faces64" / "results" / run / "config.json").read_text())
   recipe = load_config(str(CONFIGS / f"celeba64.py:{recipe}"),
                        {"data.source": saved["data"]["source"], "data.path": saved["data"]["path"],
                         **overrides})
-  assert json.loads(json.dumps(recipe.to_dict())) == saved
+  # Both whole configs in the canonical framing that resuming uses: the crop as pixels of
+  # the runs' images (the 89x109 tar; test_crop_framing.py checks its size), whether
+  # written as crop_size 54 (the runs, from before crop_fraction) or as a fraction.
+  assert saved["data"]["path"].endswith("celeba_align_10k_89x109.tar")
+  assert (canonical_config(json.loads(json.dumps(recipe.to_dict())), CELEBA_TAR_IMAGE_SIZE)
+          == canonical_config(saved, CELEBA_TAR_IMAGE_SIZE))
 
 
 def test_two_recipes_at_once_are_refused():
-  with pytest.raises(ValueError, match=r"choose one recipe.*\['cpu2', 'cpu3'\]"):
-    load_config(str(CONFIGS / "celeba64.py:cpu3,cpu2"))
+  with pytest.raises(ValueError, match=r"choose one recipe.*\['cpu_round2', 'cpu_round3'\]"):
+    load_config(str(CONFIGS / "celeba64.py:cpu_round3,cpu_round2"))
 
 
+@pytest.mark.slow
 def test_eval_records_carry_training_seconds_and_the_budget_stops_the_run(tmp_path):
   workdir = tmp_path / "toy"
   # Compilation counts as training time: 0.3 minutes leave room for it on a busy host.
@@ -136,12 +146,29 @@ def _sample(*args):
   return result
 
 
-@pytest.mark.parametrize("name", ["celeba64-cpu", "celeba64-cpu2", "celeba64-cpu3",
-                                  "celeba64-cpu3-140min", "celeba64-cpu4",
-                                  "celeba64-cpu4-140min"])
+def test_at_most_two_generators_ship_and_a_retired_one_says_how_to_get_it_back():
+  shipped = pretrained.available()
+  assert 1 <= len(shipped) <= 2, shipped  # every install carries them
+  assert "celeba64-cpu" in shipped
+  for name in pretrained.RETIRED:
+    assert name not in shipped
+    with pytest.raises(FileNotFoundError) as error:
+      pretrained.resolve(name)
+    message = str(error.value)
+    assert "\n" not in message and "no longer shipped" in message
+    assert f"git archive {pretrained.RETIRED_AT} wgan_gp/weights/" in message
+    assert "configs/celeba64.py:cpu" in message
+  for name in shipped:  # their statistics record the weights they are for (checked on load)
+    folder = pretrained.resolve(name)
+    generator = pretrained.load(name)
+    with np.load(f"{folder}/{pretrained.STATS_FILE}") as stats:
+      assert str(stats[pretrained.HASH_KEY]) == pretrained.weights_hash(generator.params)
+
+
+@pytest.mark.parametrize("name", [  # the quick tier samples the first one
+    name if i == 0 else pytest.param(name, marks=pytest.mark.slow)
+    for i, name in enumerate(pretrained.available())])
 def test_shipped_generator_samples_faces_without_data(tmp_path, name):
-  if name not in pretrained.available():
-    pytest.skip(f"the shipped generator wgan_gp/weights/{name} is absent")
   info = pretrained.load(name).info
   assert info["fid"] > 0 and info["steps"] > 0 and "terms" in info
   paths = [tmp_path / f"{label}.png" for label in ("a", "b", "c")]
@@ -155,12 +182,9 @@ def test_shipped_generator_samples_faces_without_data(tmp_path, name):
   assert a.std() > 20  # images, not a flat canvas
 
 
-def test_exported_generator_samples_as_its_run_does(tmp_path):
-  folder = _write_image_folder(tmp_path / "faces")
-  workdir = tmp_path / "run"
-  _run_main("celeba64.py:smoke", workdir, "--config.data.source=images",
-            f"--config.data.path={folder}", "--config.data.crop_size=40",
-            f"--config.data.cache_dir={tmp_path / 'cache'}")
+@pytest.mark.slow
+def test_exported_generator_samples_as_its_run_does(tmp_path, image_smoke_run):
+  workdir = image_smoke_run[0]  # celeba64.py:smoke on an image folder (read only here)
   from wgan_gp.runs import load_run
   run = load_run(str(workdir))
   exported = tmp_path / "exported"

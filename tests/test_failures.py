@@ -94,12 +94,9 @@ def _classify(directory, abstract):
 
 
 @pytest.fixture(scope="module")
-def toy_run(tmp_path_factory):
-  """A finished toy run: checkpoints 10 and 20."""
-  workdir = tmp_path_factory.mktemp("toy") / "run"
-  result = _main("toy2d.py:smoke", workdir)
-  assert result.returncode == 0, result.stderr[-3000:]
-  return workdir
+def toy_run(toy_smoke_run):
+  """A finished toy run: checkpoints 10 and 20 (the session's; copy it to change it)."""
+  return toy_smoke_run
 
 
 @pytest.fixture()
@@ -120,8 +117,8 @@ def _write_images(folder, count=12):
 
 def _image_overrides(path, tmp_path):
   return ["--config.data.source=images", f"--config.data.path={path}",
-          "--config.data.crop_size=40", f"--config.data.cache_dir={tmp_path / 'cache'}",
-          "--config.eval_metrics="]
+          "--config.data.crop_size=40", "--config.data.crop_fraction=0",
+          f"--config.data.cache_dir={tmp_path / 'cache'}", "--config.eval_metrics="]
 
 
 # ----------------------------------------------------------------- Bad flags and configs
@@ -154,10 +151,12 @@ def _syntax_error_config(tmp_path):
     ("celeba64.py:smoke", ["--config.data.crop_size=-3"], ["data.crop_size=-3 must be >= 0"]),
 ])
 def test_bad_flag_or_config_fails_in_one_line_and_touches_nothing(toy_copy, tmp_path, config,
-                                                                  overrides, fragments):
+                                                                  overrides, fragments,
+                                                                  cli_in_process):
   before = _hashes(toy_copy)
   config_arg = _syntax_error_config(tmp_path) if config == "SYNTAX" else CONFIGS / config
-  result = _run("main", f"--config={config_arg}", f"--workdir={toy_copy}", *overrides)
+  result = cli_in_process("wgan_gp.main", f"--config={config_arg}", f"--workdir={toy_copy}",
+                          *overrides)
   _error_line(result, exit_codes.BAD_INPUT, *fragments, only_line=True)
   assert _hashes(toy_copy) == before
 
@@ -170,20 +169,22 @@ def test_bad_flag_or_config_fails_in_one_line_and_touches_nothing(toy_copy, tmp_
     ("BASE_CONFIG = CONFIG\nTRIALS = [{'loss.gp_wieght': 1.0}]",
      ["gp_wieght", 'Did you mean "gp_weight"']),
 ])
-def test_bad_sweep_file_fails_in_one_line_before_any_trial(tmp_path, body, fragments):
+def test_bad_sweep_file_fails_in_one_line_before_any_trial(tmp_path, body, fragments,
+                                                           cli_in_process):
   sweep_file, workdir = tmp_path / "sweep.py", tmp_path / "runs"
   sweep_file.write_text(f"CONFIG = {str(CONFIGS / 'toy2d.py:smoke')!r}\n{body}\n")
-  result = _run("sweep", sweep_file, f"--workdir={workdir}")
+  result = cli_in_process("wgan_gp.sweep", sweep_file, f"--workdir={workdir}")
   _error_line(result, exit_codes.BAD_INPUT, *fragments, only_line=True)
   assert not workdir.exists()  # no trial started
 
 
-def test_missing_workdir_flag_and_workdir_that_is_a_file(tmp_path):
-  result = _run("main", f"--config={CONFIGS / 'toy2d.py:smoke'}")
+def test_missing_workdir_flag_and_workdir_that_is_a_file(tmp_path, cli_in_process):
+  result = cli_in_process("wgan_gp.main", f"--config={CONFIGS / 'toy2d.py:smoke'}")
   _error_line(result, exit_codes.BAD_INPUT, "--workdir", only_line=True)
   a_file = tmp_path / "notes.txt"
   a_file.write_text("not a workdir")
-  result = _main("toy2d.py:smoke", a_file)
+  result = cli_in_process("wgan_gp.main", f"--config={CONFIGS / 'toy2d.py:smoke'}",
+                          f"--workdir={a_file}")
   _error_line(result, exit_codes.BAD_INPUT, "is a file: pass a folder", only_line=True)
   assert a_file.read_text() == "not a workdir"
 
@@ -229,6 +230,7 @@ with workdir_lock.hold(sys.argv[1]):
 """
 
 
+@pytest.mark.slow
 def test_second_run_in_a_held_workdir_fails_in_one_line_until_the_holder_dies(toy_copy):
   holder = subprocess.Popen([sys.executable, "-c", _HOLD_WORKDIR, str(toy_copy)],
                             env=subprocess_env(), cwd=REPO_ROOT, stdout=subprocess.PIPE,
@@ -272,7 +274,7 @@ def test_read_only_workdir_fails_in_one_line(toy_copy):
 
 @pytest.mark.parametrize("garbage,problem", [
     (b"{\"seed\": 0,", "Expecting property name"), (b"\x80junk", "codec can't decode"),
-    (b"[1, 2]", "a JSON list, not an object")])
+    pytest.param(b"[1, 2]", "a JSON list, not an object", marks=pytest.mark.slow)])
 def test_damaged_config_json_fails_in_one_line(toy_copy, garbage, problem):
   (toy_copy / "config.json").write_bytes(garbage)
   before = _hashes(toy_copy)
@@ -285,13 +287,15 @@ def test_damaged_config_json_fails_in_one_line(toy_copy, garbage, problem):
     assert _main("toy2d.py:smoke", toy_copy).returncode == exit_codes.FINISHED
 
 
-def test_full_disk_during_a_checkpoint_exits_resumable_in_one_line(tmp_path):
+def test_full_disk_during_a_checkpoint_exits_disk_full_in_one_line(tmp_path):
   workdir = tmp_path / "w"
   args = [f"--config={CONFIGS / 'toy2d.py:smoke'}", "--config.num_train_steps=30",
           "--config.eval_every=100"]
   result = _failing_main(f"open|{os.sep}20.orbax-checkpoint-tmp{os.sep}|{errno.ENOSPC}",
                          workdir, *args)
-  _error_line(result, exit_codes.RESUMABLE,
+  # Not RESUMABLE: a scheduler that requeues on it would retry into the same full disk.
+  assert exit_codes.DISK_FULL != exit_codes.RESUMABLE
+  _error_line(result, exit_codes.DISK_FULL,
               f"no space left on the disk writing checkpoint 20 in {workdir / 'checkpoints'} "
               "(a checkpoint takes ", " free): free some space, then rerun the same command "
               "to resume from step 10")
@@ -310,7 +314,7 @@ def test_disk_errors_are_found_in_tensorstore_messages_and_causes():
       "\"/r/checkpoints/40.orbax-checkpoint-tmp/state/ocdbt.process_0/d/ec83\": Failed to "
       "write 7012352 bytes to file 4: No space left on device [os_error_code='28']")
   line, code = disk_errors.explain(tensorstore, "/r")
-  assert code == exit_codes.RESUMABLE and line.startswith(
+  assert code == exit_codes.DISK_FULL and line.startswith(
       "no space left on the disk writing checkpoint 40 in /r/checkpoints (")
   try:
     try:
@@ -320,11 +324,14 @@ def test_disk_errors_are_found_in_tensorstore_messages_and_causes():
   except OSError as error:
     assert disk_errors.find(error).code == errno.ENOSPC
   assert disk_errors.explain(ValueError("a bug"), "/r") is None
+  quota = OSError(errno.EDQUOT, "Disk quota exceeded", "/r/metrics.jsonl")
+  assert disk_errors.explain(quota, "/r")[1] == exit_codes.DISK_FULL
 
 
 # ------------------------------------------------------------------------------ Data
 
 
+@pytest.mark.slow
 def test_corrupt_zip_member_is_skipped_and_named(tmp_path):
   images = _write_images(tmp_path / "images")
   archive = tmp_path / "images.zip"
@@ -344,6 +351,7 @@ def test_corrupt_zip_member_is_skipped_and_named(tmp_path):
   assert "11 images of 32x32" in result.stderr
 
 
+@pytest.mark.slow
 def test_image_smaller_than_the_crop_is_skipped_and_named(tmp_path):
   images = _write_images(tmp_path / "images", count=22)
   Image.new("RGB", (1, 1), (255, 0, 0)).save(images / "tiny.png")
@@ -429,12 +437,23 @@ def _torch_like_zip(path, payload: bytes):
   return path
 
 
-def test_tampered_or_truncated_fid_weights_fail_in_one_line(tmp_path):
+@pytest.fixture(scope="module")
+def one_step_image_run(tmp_path_factory):
+  """celeba64.py:smoke trained 1 step on 12 random images (read only: evaluate's
+  refusals leave it as it is)."""
+  tmp = tmp_path_factory.mktemp("one_step")
+  images = _write_images(tmp / "images")
+  workdir = tmp / "run"
+  result = _main("celeba64.py:smoke", workdir, *_image_overrides(images, tmp),
+                 "--config.num_train_steps=1")
+  assert result.returncode == 0, result.stderr[-3000:]
+  return workdir
+
+
+@pytest.mark.slow
+def test_tampered_or_truncated_fid_weights_fail_in_one_line(tmp_path, one_step_image_run):
   import pickle
-  images = _write_images(tmp_path / "images")
-  workdir = tmp_path / "run"
-  assert _main("celeba64.py:smoke", workdir, *_image_overrides(images, tmp_path),
-               "--config.num_train_steps=1").returncode == 0
+  workdir = one_step_image_run
   tampered = _torch_like_zip(tmp_path / "tampered.pt",
                              pickle.dumps({"w": (os.system, ("true",))}, protocol=2))
   whole = _torch_like_zip(tmp_path / "whole.pt", pickle.dumps({"w": 1.0}) * 1000)
@@ -450,15 +469,14 @@ def test_tampered_or_truncated_fid_weights_fail_in_one_line(tmp_path):
     assert _hashes(workdir) == before  # no eval.jsonl record
 
 
-def test_evaluate_weights_hint_names_its_own_flag(tmp_path):
-  images = _write_images(tmp_path / "images")
-  workdir = tmp_path / "run"
-  assert _main("celeba64.py:smoke", workdir, *_image_overrides(images, tmp_path),
-               "--config.num_train_steps=1").returncode == 0
+def test_evaluate_weights_hint_names_its_own_flag(tmp_path, one_step_image_run):
+  workdir = one_step_image_run
+  before = _hashes(workdir)
   result = _run("evaluate", f"--workdir={workdir}", "--metrics=fid",
                 env={"WGAN_GP_FID_WEIGHTS": str(tmp_path / "absent.pth")})
   line = _error_line(result, exit_codes.BAD_INPUT, "or evaluate with --metrics=swd")
   assert "--config.eval_metrics" not in line
+  assert _hashes(workdir) == before
 
 
 @pytest.mark.parametrize("num_samples", [0, -5])
@@ -493,7 +511,8 @@ def test_sample_of_a_damaged_step_fails_in_one_line(toy_copy):
 # --------------------------------------------------------------------------- Checkpoints
 
 
-@pytest.mark.parametrize("damage", ["truncated data", "no state metadata"])
+@pytest.mark.parametrize("damage", [pytest.param("truncated data", marks=pytest.mark.slow),
+                                    "no state metadata"])
 def test_resume_falls_back_to_the_newest_checkpoint_that_restores(toy_copy, damage):
   latest = toy_copy / "checkpoints" / "20"
   if damage == "truncated data":
@@ -548,6 +567,7 @@ def test_no_checkpoint_restores_fails_in_one_line_and_touches_nothing(toy_copy):
   assert _hashes(toy_copy) == before
 
 
+@pytest.mark.slow
 def test_finished_run_is_not_rewritten_by_other_settings(toy_copy):
   before = _hashes(toy_copy)
   result = _main("toy2d.py:smoke", toy_copy, "--config.seed=1")
@@ -564,6 +584,7 @@ def test_finished_run_is_not_rewritten_by_other_settings(toy_copy):
   assert json.loads((toy_copy / "config.json").read_text())["loss"]["gp_weight"] == 1.0
 
 
+@pytest.mark.slow
 def test_diverging_run_never_checkpoints_a_non_finite_state(tmp_path):
   # RMSProp's first step is about 10x the learning rate: with 1e38 the parameters
   # overflow while the step's metrics (computed before the update) are still finite.
@@ -632,6 +653,7 @@ runpy.run_module("wgan_gp.main", run_name="__main__", alter_sys=True)
 """
 
 
+@pytest.mark.slow
 def test_sigkill_during_checkpoint_writes_and_deletions(tmp_path):
   overrides = [f"--config={CONFIGS / 'toy2d.py:smoke'}", "--config.num_train_steps=6",
                "--config.checkpoint_every=1", "--config.keep_checkpoints=2",
@@ -691,6 +713,7 @@ def _start_long_run(workdir):
   return process
 
 
+@pytest.mark.slow
 def test_stop_signal_exits_resumable_after_a_checkpoint(tmp_path):
   process = _start_long_run(tmp_path / "w")
   process.send_signal(signal.SIGTERM)
@@ -716,6 +739,7 @@ runpy.run_module("wgan_gp.main", run_name="__main__", alter_sys=True)
 """
 
 
+@pytest.mark.slow
 def test_second_ctrl_c_stops_at_once_in_one_line(tmp_path):
   workdir, log = tmp_path / "w", tmp_path / "stderr.txt"
   with open(log, "w") as stderr_file:
@@ -742,6 +766,7 @@ def test_second_ctrl_c_stops_at_once_in_one_line(tmp_path):
                     "rerun the same command to resume from it"], stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_coordinator_whose_peer_never_joins_fails_in_one_line(tmp_path):
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))

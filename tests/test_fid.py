@@ -151,6 +151,7 @@ def _blur(images: np.ndarray) -> np.ndarray:
                    for im in images])
 
 
+@pytest.mark.slow
 @requires_celeba_tar
 def test_fid_orders_real_blurred_and_noise(tmp_path):
   try:

@@ -76,6 +76,7 @@ def extractor(tmp_path_factory):
       cache_dir=tmp_path_factory.mktemp("weights"), batch_size=8))
 
 
+@pytest.mark.slow
 def test_folder_and_zip_give_the_library_numbers_on_the_same_arrays(sets, extractor):
   first = len(extractor.seen)
   results = fid_cli.compare([str(sets["folder_a"]), str(sets["zip_b"])], extractor=extractor)
@@ -97,6 +98,7 @@ def test_folder_and_zip_give_the_library_numbers_on_the_same_arrays(sets, extrac
     assert "logits" in results["skipped"]["is"]
 
 
+@pytest.mark.slow
 def test_save_stats_round_trips_and_pytorch_fid_reads_it(sets, extractor, tmp_path):
   out_a, out_b = tmp_path / "a.npz", tmp_path / "b.npz"
   fid_cli.compare([str(sets["folder_a"])], save_stats=str(out_a), extractor=extractor)

@@ -133,6 +133,7 @@ def test_resize_matrix_matches_stylegan_sampling():
   np.testing.assert_allclose(positions, expected, atol=1e-4)
 
 
+@pytest.mark.slow
 @requires_weights
 def test_weights_cache_written_once_and_reused(tmp_path, monkeypatch):
   variables, sha256 = inception.load_params(cache_dir=tmp_path)
@@ -154,6 +155,7 @@ def test_weights_cache_written_once_and_reused(tmp_path, monkeypatch):
   assert count == 21_768_352  # the graph's conv weights + folded batch-norm biases
 
 
+@pytest.mark.slow
 @requires_weights
 def test_pytorch_fid_names_map_to_the_same_network():
   # pytorch-fid's .pth uses torchvision names and keeps batch norm's gamma; build that
@@ -180,6 +182,7 @@ def test_pytorch_fid_names_map_to_the_same_network():
 # The network against the torch reference.
 
 
+@pytest.mark.slow
 @requires_weights
 def test_features_match_recorded_torch_reference(extractor):
   recorded = np.load(DATA / "inception_reference_features.npz")
@@ -190,6 +193,7 @@ def test_features_match_recorded_torch_reference(extractor):
   assert relative.max() < 1e-4, relative
 
 
+@pytest.mark.slow
 @requires_weights
 def test_float_input_is_mapped_from_its_value_range(extractor):
   recorded = np.load(DATA / "inception_reference_features.npz")

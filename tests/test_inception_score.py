@@ -83,6 +83,7 @@ def test_logits_layer_of_the_wrong_shape_is_refused():
                             "x.pth")
 
 
+@pytest.mark.slow
 @requires_weights
 def test_pytorch_fid_file_gives_logits_of_the_reference_features(tmp_path):
   torch = pytest.importorskip("torch", reason="writing a .pth file needs torch")

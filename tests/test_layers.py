@@ -85,6 +85,7 @@ def test_conv2d_transpose_matches_xla(impl, size, c_in, c_out, k, stride):
 
 
 @pytest.mark.parametrize("arch", ["dcgan", "resnet"])
+@pytest.mark.slow
 def test_models_penalty_gradient_matches_xla(model_impl, arch):
   """Whole critics and generators: the critic-loss gradient (penalty included) and the
   generator-loss gradient agree between formulations."""
@@ -95,10 +96,13 @@ def test_models_penalty_gradient_matches_xla(model_impl, arch):
 
 
 @pytest.mark.parametrize("fold", ["all", "none"])
+@pytest.mark.slow
 def test_conv_fold_setting_keeps_the_values_and_changes_the_formulation(fold):
   """model.conv_fold reaches every strided layer of the DCGAN pair: the same values as
-  the plain convolutions, up to the penalty's double backward, from other programs."""
-  overrides = dict(arch="dcgan", width=8, z_dim=8)
+  the plain convolutions, up to the penalty's double backward, from other programs.
+  Width 16 has wide layers (16 -> 32 channels) besides thin ones, so 'all', which the
+  shipped recipes run, folds layers that 'thin' splits (at width 8 every layer is thin)."""
+  overrides = dict(arch="dcgan", width=16, z_dim=8)
   want = gan_losses_and_grads(16, 4, conv_impl="xla", **overrides)
   got = gan_losses_and_grads(16, 4, conv_impl="fast", conv_fold=fold, **overrides)
   for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
@@ -108,9 +112,9 @@ def test_conv_fold_setting_keeps_the_values_and_changes_the_formulation(fold):
     compute, params = gan_losses_and_grads_fn(16, 2, conv_impl="fast", conv_fold=setting,
                                               **overrides)
     convolutions[setting] = compute.lower(*params).compile().as_text().count(" convolution(")
-  # Splitting runs a convolution per phase where folding runs one; width 8 is all 'thin'.
+  # Splitting runs a convolution per phase where folding runs one.
   assert (convolutions[fold] > convolutions["thin"]) == (fold == "none")
-  assert (convolutions[fold] == convolutions["thin"]) == (fold == "all")
+  assert (convolutions[fold] < convolutions["thin"]) == (fold == "all")
 
 
 def test_unknown_conv_fold_is_rejected():
@@ -141,6 +145,7 @@ def _slow_convolutions(arch, impl):
 
 
 @pytest.mark.parametrize("arch", ["dcgan", "resnet"])
+@pytest.mark.slow
 def test_fast_impl_compiles_to_no_slow_convolution(arch):
   slow, total = _slow_convolutions(arch, "fast")
   assert total > 10
@@ -149,6 +154,7 @@ def test_fast_impl_compiles_to_no_slow_convolution(arch):
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="checks XLA:CPU's lowering")
 @pytest.mark.parametrize("n_critic", [1, 2, 5])
+@pytest.mark.slow
 def test_train_step_compiles_to_no_slow_convolution(n_critic):
   """The whole pmapped iteration, for every n_critic: a critic loop left as a loop (a
   length-1 scan is one) put weight gradients in transposed layouts, 10x slower."""
@@ -169,6 +175,7 @@ def test_train_step_compiles_to_no_slow_convolution(n_critic):
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="checks XLA:CPU's lowering")
 @pytest.mark.parametrize("width", [16, 24, 48])
+@pytest.mark.slow
 def test_recipe_step_at_narrow_widths_compiles_to_no_slow_convolution(width):
   """The CPU recipe's step (64×64, LayerNorm critic, BatchNorm generator, EMA) at the
   narrow widths that CPU training uses: 16-48 channels put layers on both sides of the
@@ -177,7 +184,7 @@ def test_recipe_step_at_narrow_widths_compiles_to_no_slow_convolution(width):
   sys.path.insert(0, str(CONFIGS))
   import celeba64
   from wgan_gp import gan_state, iteration, parallel
-  config = celeba64.get_config("cpu")
+  config = celeba64.get_config("cpu_round1")  # conv_fold "thin": layers on both sides
   config.model.width, config.batch_size = width, 2
   gan = gan_state.build_gan(config, parallel.AXIS_NAME)
   state = parallel.replicate(gan_state.create_train_state(config, gan))

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import CELEBA_TAR, CONFIGS, REPO_ROOT, requires_celeba_tar, subprocess_env
+from conftest import (CELEBA_TAR, CONFIGS, REPO_ROOT, copy_run, requires_celeba_tar,
+                      subprocess_env)
 from wgan_gp import exit_codes, gan_state
 from wgan_gp.checkpoint import Checkpointer, abstract_like
 from wgan_gp.config import load_config
@@ -73,9 +74,8 @@ def _read_jsonl(path):
     return [json.loads(line) for line in f]
 
 
-def test_toy_smoke_run_writes_every_output(tmp_path):
-  workdir = tmp_path / "toy"
-  _run_main("toy2d.py:smoke", workdir)
+def test_toy_smoke_run_writes_every_output(toy_smoke_run):
+  workdir = toy_smoke_run  # python -m wgan_gp.main --config=configs/toy2d.py:smoke
   assert _checkpoint_steps(workdir) == [10, 20]
   metrics = _read_jsonl(workdir / "metrics.jsonl")
   assert [m["step"] for m in metrics] == [5, 10, 15, 20]
@@ -102,12 +102,8 @@ def _write_image_folder(folder, count=40, size=(48, 56)):
   return folder
 
 
-def test_image_folder_smoke_run(tmp_path):
-  folder = _write_image_folder(tmp_path / "faces")
-  workdir = tmp_path / "run"
-  result = _run_main("celeba64.py:smoke", workdir, "--config.data.source=images",
-                     f"--config.data.path={folder}", "--config.data.crop_size=40",
-                     f"--config.data.cache_dir={tmp_path / 'cache'}", report_imports=True)
+def test_image_folder_smoke_run(image_smoke_run):
+  workdir, result = image_smoke_run  # celeba64.py:smoke on an image folder (conftest.py)
   assert "optional modules imported: []" in result.stdout
   assert _checkpoint_steps(workdir) == [5, 10]
   grid = np.asarray(Image.open(workdir / "samples" / "step_0000010.png"))
@@ -117,6 +113,7 @@ def test_image_folder_smoke_run(tmp_path):
   assert position == 10 * 5 * 8  # steps × n_critic × batch
 
 
+@pytest.mark.slow
 @requires_celeba_tar
 def test_celeba_tar_smoke_run(tmp_path):
   workdir = tmp_path / "celeba"
@@ -127,6 +124,7 @@ def test_celeba_tar_smoke_run(tmp_path):
   assert len(_read_jsonl(workdir / "metrics.jsonl")) == 2
 
 
+@pytest.mark.slow
 def test_sigterm_then_resume_equals_uninterrupted_run(tmp_path):
   overrides = ["--config.num_train_steps=300", "--config.log_every=1",
                "--config.checkpoint_every=1000", "--config.model.width=64",
@@ -172,8 +170,14 @@ def _error_line(stderr):
     (["--config.batch_size=33"], 2, "batch_size=33 is not divisible by the 2 devices"),
     (["--config.model.critic_norm=batchnorm"], 1, "per-sample gradient penalty"),
 ])
-def test_bad_config_fails_with_one_clear_line(tmp_path, overrides, devices, message):
-  result = _run_main("toy2d.py:smoke", tmp_path / "w", *overrides, devices=devices, check=False)
+def test_bad_config_fails_with_one_clear_line(tmp_path, overrides, devices, message,
+                                              cli_in_process):
+  if devices == 1:  # this process has one CPU device: the refusal runs here
+    result = cli_in_process("wgan_gp.main", f"--config={CONFIGS / 'toy2d.py:smoke'}",
+                            f"--workdir={tmp_path / 'w'}", *overrides)
+  else:
+    result = _run_main("toy2d.py:smoke", tmp_path / "w", *overrides, devices=devices,
+                       check=False)
   assert result.returncode == exit_codes.BAD_INPUT
   # Refused before anything runs: stderr is that one line and nothing else.
   assert result.stderr.strip().splitlines() == [_error_line(result.stderr)]
@@ -200,9 +204,8 @@ def test_bad_image_data_fails_with_one_clear_line(tmp_path, path_kind, message):
   assert message in _error_line(result.stderr)
 
 
-def test_incompatible_workdir_is_refused_and_left_intact(tmp_path):
-  workdir = tmp_path / "w"
-  _run_main("toy2d.py:smoke", workdir)
+def test_incompatible_workdir_is_refused_and_left_intact(tmp_path, toy_smoke_run):
+  workdir = copy_run(toy_smoke_run, tmp_path / "w")
   result = _run_main("toy2d.py:smoke", workdir, "--config.model.width=64", check=False)
   assert result.returncode == exit_codes.BAD_INPUT
   assert "incompatible config (model.width: 32 -> 64)" in _error_line(result.stderr)
@@ -215,11 +218,11 @@ def _tree_listing(folder):
           for path in (os.path.join(d, f) for d, _, files in os.walk(folder) for f in files)}
 
 
-def test_intact_checkpoint_of_another_config_is_refused_and_left_intact(tmp_path):
+def test_intact_checkpoint_of_another_config_is_refused_and_left_intact(tmp_path,
+                                                                       toy_smoke_run):
   """config.json agrees with the command, the checkpoints do not (copied in from another
   run, say): one line naming the arrays, nothing moved to damaged/, nothing written."""
-  workdir = tmp_path / "w"
-  _run_main("toy2d.py:smoke", workdir)
+  workdir = copy_run(toy_smoke_run, tmp_path / "w")
   saved = json.loads((workdir / "config.json").read_text())
   saved["model"]["width"] = 64
   (workdir / "config.json").write_text(json.dumps(saved))
@@ -232,9 +235,10 @@ def test_intact_checkpoint_of_another_config_is_refused_and_left_intact(tmp_path
   assert _tree_listing(workdir) == before
 
 
-def test_nonfinite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
-  workdir = tmp_path / "w"
-  _run_main("toy2d.py:smoke", workdir)
+@pytest.mark.slow
+def test_nonfinite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
+    tmp_path, toy_smoke_run):
+  workdir = copy_run(toy_smoke_run, tmp_path / "w")
   result = _run_main("toy2d.py:smoke", workdir, "--config.num_train_steps=40",
                      "--config.optim.critic.learning_rate=1e38", check=False)
   assert result.returncode == exit_codes.NON_FINITE

@@ -39,8 +39,8 @@ def _cosine(a, b):
   return a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
 
 
-@pytest.mark.parametrize("arch,conv_impl", [("dcgan", "fast"), ("resnet", "fast"),
-                                            ("dcgan", "xla")])
+@pytest.mark.parametrize("arch,conv_impl", [("dcgan", "fast"), ("resnet", "fast"), ("dcgan", "xla")])
+@pytest.mark.slow
 def test_bfloat16_matches_float32(arch, conv_impl):
   fake32, scalars32, d_grads32, g_grads32 = _losses_and_grads(arch, "float32", conv_impl)
   fake16, scalars16, d_grads16, g_grads16 = _losses_and_grads(arch, "bfloat16", conv_impl)

@@ -1,6 +1,7 @@
 """The quickstart notebook executes top to bottom (with a few training steps)."""
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from conftest import REPO_ROOT
@@ -15,6 +16,7 @@ def test_notebook_is_committed_without_outputs():
   assert all(not c.outputs and c.execution_count is None for c in code_cells)
 
 
+@pytest.mark.slow
 def test_quickstart_notebook_executes(monkeypatch):
   monkeypatch.setenv("WGAN_GP_NOTEBOOK_STEPS", "3")  # inherited by the kernel
   monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend shows figures

@@ -1,4 +1,4 @@
-"""The step profiler (experiments/profile_step.py): how it sorts XLA's instructions, how
+"""The step profiler (experiments/speed/profile_step.py): how it sorts XLA's instructions, how
 it shares overlapping thunks' wall time, and a real trace of a tiny step."""
 
 import sys
@@ -8,7 +8,7 @@ import pytest
 
 from conftest import REPO_ROOT
 
-sys.path.insert(0, str(REPO_ROOT / "experiments"))
+sys.path.insert(0, str(REPO_ROOT / "experiments" / "speed"))
 import profile_step  # noqa: E402
 
 
@@ -38,6 +38,7 @@ def test_overlapping_thunks_share_the_wall_time():
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="reads XLA:CPU's thunk events")
+@pytest.mark.slow
 def test_profile_of_a_tiny_step_adds_up_and_names_its_parts(tmp_path):
   args = profile_step.parse_args(["--widths", "4", "--batch", "2", "--steps", "2",
                                   "--repeats", "1", "--top", "1000",

@@ -1,4 +1,4 @@
-"""The speed-lever screen (experiments/speed_levers.py): its verdict, and that the levers
+"""The speed-lever screen (experiments/speed/speed_levers.py): its verdict, and that the levers
 that change the computation's form keep its values."""
 
 import argparse
@@ -12,7 +12,7 @@ import pytest
 
 from conftest import REPO_ROOT
 
-sys.path.insert(0, str(REPO_ROOT / "experiments"))
+sys.path.insert(0, str(REPO_ROOT / "experiments" / "speed"))
 import speed_levers  # noqa: E402
 from wgan_gp import conv, losses, models  # noqa: E402
 from wgan_gp.config import base_config  # noqa: E402
@@ -65,6 +65,7 @@ def _critic_loss_and_grads(config):
 
 @pytest.mark.parametrize("lever", ["merged_critic_batch", "fold_all", "split_all",
                                    "fold_below_32"])
+@pytest.mark.slow
 def test_levers_that_reshape_the_computation_keep_its_values(lever, monkeypatch):
   (want_loss, want_metrics), want_grads = _critic_loss_and_grads(_config())
   # Restored after the test: some levers replace these in place.

@@ -153,6 +153,7 @@ def _first_samples(folder, tmp_path, *args):
   return np.load(out)["samples"], result.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_sample_num_1_and_64_agree_on_the_first_image(exported, tmp_path):
   folder = exported[0]
   one, line = _first_samples(folder, tmp_path, "--num=1")
@@ -190,21 +191,114 @@ def test_sample_refuses_bad_counts_and_damaged_files_in_one_line(exported, tmp_p
 
 def test_face_protocol_records_how_samples_were_normalised(tmp_path, monkeypatch):
   from test_face_protocol import _image_folder, _StandInExtractor
-  sys.path.insert(0, str(REPO_ROOT / "experiments"))
-  import face_protocol
+  from wgan_gp import face_protocol
   monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
   monkeypatch.setattr(face_protocol, "default_extractor", _StandInExtractor)
   shipped = tmp_path / "tiny"
   shipped.mkdir()
   config, gan, params = _tiny_gan()
-  config.data.crop_size = 0
+  config.data.crop_size, config.data.crop_fraction = 0, 0.0
   pretrained.export(str(shipped), config, params, {"name": "tiny"})
   folder = _image_folder(tmp_path / "faces", 24, (8, 8))
+  before = {p.name: p.read_bytes() for p in shipped.iterdir()}
   rows = {}
   for mode in ("batch", "standing"):
+    table = tmp_path / f"{mode}.json"
     assert face_protocol.main([f"--pretrained={shipped}", f"--data_path={folder}",
-                               "--num_samples=12", f"--norm_stats={mode}", "--out="]) == 0
-    rows[mode] = json.loads((shipped / "info.json").read_text())
+                               "--num_samples=12", f"--norm_stats={mode}", f"--out={table}"]) == 0
+    [rows[mode]] = json.loads(table.read_text())
+  assert {p.name: p.read_bytes() for p in shipped.iterdir()} == before  # measured, not written
   assert rows["batch"]["norm_stats"] == "batch (256 per batch)"
   assert rows["standing"]["norm_stats"] == "standing (100 batches of 8, seed 0)"
   assert rows["batch"]["fid"] != rows["standing"]["fid"]
+
+
+def _copy(folder, to):
+  to.mkdir()
+  for path in folder.iterdir():
+    (to / path.name).write_bytes(path.read_bytes())
+  return to
+
+
+def test_an_export_is_written_whole_or_not_at_all(exported, tmp_path, monkeypatch):
+  """A failure midway (here: writing info.json) leaves the old export as it was and no
+  half-written folder beside it; new weights never sit beside old statistics."""
+  config, gan, _ = _tiny_gan()
+  folder = _copy(exported[0], tmp_path / "tiny")
+  before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+  def fail(path, info):
+    raise OSError("disk full")
+
+  monkeypatch.setattr(pretrained, "_write_info", fail)
+  with pytest.raises(OSError, match="disk full"):
+    pretrained.export(str(folder), config, gan.init(1)[0], {"name": "new"})
+  assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+  assert [p.name for p in tmp_path.iterdir()] == ["tiny"]
+  monkeypatch.undo()
+  (folder / "notes.txt").write_text("mine")  # a user's file in the folder is kept
+  pretrained.export(str(folder), config, gan.init(1)[0], {"name": "new"})
+  assert pretrained.load(str(folder)).info["name"] == "new"
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny"]
+  assert (folder / "notes.txt").read_text() == "mine"
+
+
+def test_statistics_are_refused_beside_other_weights(exported, tmp_path, caplog):
+  """Statistics carry the hash of the weights they were made for: another generator's
+  (same shapes) is refused in one line, by load and by the sampling CLI; one from before
+  the hash is used with one warning line, and stamping it keeps its values."""
+  folder, gan, params = exported
+  config = _tiny_config()
+  other = tmp_path / "other"
+  pretrained.export(str(other), config, gan.init(1)[0], {"name": "other"})
+  swapped = _copy(folder, tmp_path / "swapped")
+  (swapped / pretrained.STATS_FILE).write_bytes((other / pretrained.STATS_FILE).read_bytes())
+  result = _sample(f"--pretrained={swapped}", f"--out={tmp_path / 'refused.png'}")
+  assert result.returncode == exit_codes.BAD_INPUT, result.stderr[-2000:]
+  assert not (tmp_path / "refused.png").exists()
+  [line] = result.stderr.strip().splitlines()
+  assert line.startswith(f"error: {swapped / pretrained.STATS_FILE} holds the statistics "
+                         "of other weights")
+  assert line.endswith("re-export the generator, or sample with --norm_stats=batch")
+  assert pretrained.load(str(swapped), standing=False).norm_stats is None  # what batch reads
+  # New weights beside the old statistics (and the old info.json): refused too.
+  replaced = _copy(folder, tmp_path / "replaced")
+  (replaced / pretrained.PARAMS_FILE).write_bytes((other / pretrained.PARAMS_FILE).read_bytes())
+  with pytest.raises(ValueError, match="statistics of other weights"):
+    pretrained.load(str(replaced))
+  # A statistics file from before the hash: used, with one warning; then stamped.
+  legacy = _copy(folder, tmp_path / "legacy")
+  with np.load(legacy / pretrained.STATS_FILE) as arrays:
+    values = {k: arrays[k] for k in arrays.files if k != pretrained.HASH_KEY}
+  np.savez_compressed(legacy / pretrained.STATS_FILE, **values)
+  with caplog.at_level("WARNING"):
+    loaded = pretrained.load(str(legacy))
+  [warning] = [r.getMessage() for r in caplog.records]
+  assert "records no weights hash" in warning and "\n" not in warning
+  assert pretrained.stamp_weights_hash(str(legacy)) == pretrained.weights_hash(params)
+  caplog.clear()
+  with np.load(legacy / pretrained.STATS_FILE) as arrays:
+    assert str(arrays[pretrained.HASH_KEY]) == pretrained.weights_hash(params)
+    for k, v in values.items():
+      np.testing.assert_array_equal(arrays[k], v)
+  jax.tree.map(np.testing.assert_array_equal, pretrained.load(str(legacy)).norm_stats.stats,
+               loaded.norm_stats.stats)
+  assert not caplog.records
+
+
+def test_legacy_statistics_use_the_runs_batch_size(exported, tmp_path):
+  """An export from before standing statistics gets them at its run's batch size where
+  its info.json records the run's config, not at the paper's 64."""
+  folder, gan, params = exported
+  legacy = _copy(folder, tmp_path / "legacy")
+  (legacy / pretrained.STATS_FILE).unlink()
+  info = json.loads((legacy / "info.json").read_text())
+  del info["standing_stats"]
+  info["run_config"] = {"batch_size": 8}
+  (legacy / "info.json").write_text(json.dumps(info))
+  loaded = pretrained.load(str(legacy))
+  assert loaded.norm_stats.batch_size == 8
+  jax.tree.map(np.testing.assert_array_equal, loaded.norm_stats.stats,
+               standing_stats.compute(gan, params, 8).stats)
+  assert pretrained.add_standing_stats(str(legacy))["standing_stats"]["batch_size"] == 8
+  assert pretrained.load(str(legacy)).norm_stats.describe() == loaded.norm_stats.describe()

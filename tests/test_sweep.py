@@ -40,7 +40,7 @@ def test_a_misspelt_key_fails_before_any_trial_runs(tmp_path):
     sweep.load_sweep(str(sweep_file), str(tmp_path / "runs"))
 
 
-@pytest.mark.parametrize("path", sorted((REPO_ROOT / "experiments" / "sweeps").glob("*.py")),
+@pytest.mark.parametrize("path", sorted((REPO_ROOT / "experiments").glob("*/sweeps/*.py")),
                          ids=lambda path: path.stem)
 def test_the_experiments_sweep_files_build_every_trial(tmp_path, monkeypatch, path):
   monkeypatch.chdir(REPO_ROOT)  # their BASE_CONFIGs are relative to the repository root
@@ -82,6 +82,24 @@ def _sweep_command(sweep_file, workdir):
   return [sys.executable, "-m", "wgan_gp.sweep", str(sweep_file), f"--workdir={workdir}"]
 
 
+def test_dry_run_lists_each_trial_and_its_command(tmp_path):
+  """`python -m wgan_gp.sweep` itself (the quick tier's run of the command): --dry_run
+  prints every trial, its state and the command that runs it, and runs nothing."""
+  sweep_file, workdir = tmp_path / "tiny.py", tmp_path / "runs"
+  _write_sweep_file(sweep_file)
+  result = subprocess.run([*_sweep_command(sweep_file, workdir), "--dry_run"],
+                          env=subprocess_env(), cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  lines = result.stdout.splitlines()
+  assert lines[0::2] == ["[to run] gp_weight=0.1", "[to run] gp_weight=10"]
+  assert all(line.strip().startswith(f"{sys.executable} -m wgan_gp.main") and
+             f"--workdir={workdir}/gp_weight=" in line for line in lines[1::2])
+  assert lines[3].endswith("--config.loss.gp_weight=10.0")
+  assert not workdir.exists()
+
+
+@pytest.mark.slow
 def test_sweep_runs_is_killed_and_resumes_without_redoing_finished_trials(tmp_path):
   sweep_file, workdir = tmp_path / "tiny.py", tmp_path / "runs"
   _write_sweep_file(sweep_file)
@@ -171,6 +189,21 @@ def test_trials_run_side_by_side_one_device_each(tmp_path):
   assert max(r["start"] for r in runs) < min(r["end"] for r in runs)  # they overlapped
 
 
+def test_a_full_disk_stops_the_sweep_with_its_own_code_not_the_requeue_one(tmp_path):
+  """A trial out of disk space: no further trial starts (it would fill the same disk),
+  and the sweep exits DISK_FULL, not RESUMABLE, which a scheduler would requeue."""
+  fake_python = tmp_path / "fake_python"
+  fake_python.write_text(f"#!{sys.executable}\nimport sys\nsys.exit({exit_codes.DISK_FULL})\n")
+  fake_python.chmod(0o755)
+  sweep_file, workdir = tmp_path / "tiny.py", tmp_path / "runs"
+  _write_sweep_file(sweep_file)
+  loaded = sweep.load_sweep(str(sweep_file), str(workdir), python=str(fake_python))
+  with pytest.raises(sweep.SweepDiskFull, match="free space in .*then rerun"):
+    sweep.run_sweep(loaded, str(workdir), poll_seconds=0.05)
+  assert [(workdir / t.name / "log.txt").exists() for t in loaded.trials] == [True, False]
+  assert not any((workdir / t.name / "done.json").exists() for t in loaded.trials)
+
+
 def test_vectorize_groups_trials_that_differ_only_in_array_valued_settings(tmp_path):
   sweep_file, workdir = tmp_path / "grid.py", tmp_path / "runs"
   sweep_file.write_text(f'''
@@ -199,13 +232,13 @@ def test_ablation_table_reads_unswept_levers_from_each_trial_config_and_gives_de
   for name, trial_overrides in overrides.items():
     (tmp_path / name).mkdir()
     (tmp_path / name / "config.json").write_text(
-        config_lib.to_json(config_lib.load_config(str(CONFIGS / "celeba64.py:cpu3"), trial_overrides)))
+        config_lib.to_json(config_lib.load_config(str(CONFIGS / "celeba64.py:cpu_round3"), trial_overrides)))
     swd = {"base": 30.5, "model.width=16": 33.0}[name]
     records.append({"name": name, "overrides": trial_overrides, "command": "",
                     "metrics": {"eval/swd": swd, "step": 2000, "steps_per_sec": 1.8}})
   _, table_csv = sweep.results_table(records, "eval/swd", [])
   (tmp_path / "results.csv").write_text(table_csv)
-  out = subprocess.run([sys.executable, str(REPO_ROOT / "experiments" / "round2_table.py"),
+  out = subprocess.run([sys.executable, str(REPO_ROOT / "experiments" / "faces64" / "round2_table.py"),
                         str(tmp_path), f"--json={tmp_path / 'table.json'}"],
                        capture_output=True, text=True, check=True).stdout
   assert "Δ SWD vs base" in out and "Mean SWD" not in out

@@ -15,6 +15,7 @@ from wgan_gp import exit_codes  # noqa: E402
 from wgan_gp.data.celeba_tfds import MANUAL_FILES  # noqa: E402
 
 
+@pytest.mark.slow
 def test_missing_celeba_files_name_the_manual_route(tmp_path):
   result = _run_main("celeba64.py:smoke", tmp_path / "w", "--config.data.source=tfds",
                      f"--config.data.tfds_data_dir={tmp_path / 'tfds'}", check=False)
@@ -26,6 +27,7 @@ def test_missing_celeba_files_name_the_manual_route(tmp_path):
   assert "--config.data.source=images" in line  # the alternative that needs no TFDS
 
 
+@pytest.mark.slow
 def test_tfds_source_trains_through_main(tmp_path, monkeypatch):
   from absl import flags
 
@@ -38,7 +40,7 @@ def test_tfds_source_trains_through_main(tmp_path, monkeypatch):
   workdir = tmp_path / "w"
   argv = ["main", f"--config={CONFIGS / 'celeba64.py:smoke'}", f"--workdir={workdir}",
           "--config.data.source=tfds", f"--config.data.tfds_manual_dir={manual}",
-          f"--config.data.cache_dir={tmp_path / 'cache'}", "--config.data.crop_size=108"]
+          f"--config.data.cache_dir={tmp_path / 'cache'}"]  # the face framing: a fraction
   monkeypatch.setattr("sys.argv", argv)  # config_flags finds its overrides in sys.argv
   flags.FLAGS(argv)
   try:
@@ -52,5 +54,7 @@ def test_tfds_source_trains_through_main(tmp_path, monkeypatch):
   assert saved["data"]["source"] == "tfds"
   caches = list((tmp_path / "cache").glob("*.json"))
   assert len(caches) == 1 and json.loads(caches[0].read_text())["count"] == 24
+  # celeb_a's 178x218 images: the face fraction resolves to 108 px, which keys the cache.
+  assert json.loads(caches[0].read_text())["fields"]["crop_size"] == 108
   cached = np.load(caches[0].with_suffix(".npy"))
   assert cached.shape == (24, 32, 32, 3) and cached.std() > 10  # TFDS's random pixels

@@ -1,7 +1,7 @@
 """Our losses, penalty and gradients agree with a PyTorch port (skipped without torch).
 
-The port, its weight conversion and the report live in experiments/torch_reference.py;
-`python experiments/torch_reference.py` prints the full-width comparison.
+The port, its weight conversion and the report live in experiments/references/torch_reference.py;
+`python experiments/references/torch_reference.py` prints the full-width comparison.
 """
 
 import sys
@@ -13,7 +13,8 @@ import pytest
 from conftest import REPO_ROOT
 
 torch = pytest.importorskip("torch")
-sys.path.insert(0, str(REPO_ROOT / "experiments"))
+pytestmark = pytest.mark.slow  # PyTorch's side of each check is slow on a CPU
+sys.path.insert(0, str(REPO_ROOT / "experiments" / "references"))
 import torch_reference  # noqa: E402
 
 from wgan_gp.config import base_config  # noqa: E402

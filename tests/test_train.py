@@ -52,6 +52,7 @@ def _reference_iteration(state, config, gan, source):
   return optax.apply_updates(state.g_params, updates), d_params
 
 
+@pytest.mark.slow
 def test_step_equals_plain_loop_of_critic_then_generator_updates():
   config, gan, source = _toy_setup()
   host_state = gan_state.create_train_state(config, gan)
@@ -71,6 +72,7 @@ def test_step_equals_plain_loop_of_critic_then_generator_updates():
   assert all(np.isfinite(v) for v in values.values())
 
 
+@pytest.mark.slow
 def test_step_compiles_once_across_steps_and_a_checkpoint_restore(tmp_path):
   config, gan, source = _toy_setup()
   host_state = gan_state.create_train_state(config, gan)
@@ -95,6 +97,7 @@ def test_step_compiles_once_across_steps_and_a_checkpoint_restore(tmp_path):
   assert int(parallel.unreplicate(state).step) == 15
 
 
+@pytest.mark.slow
 def test_same_seed_same_result_different_seed_different_result():
   config, gan, source = _toy_setup()
   step = iteration.make_train_step(config, gan, source)
@@ -110,6 +113,7 @@ def test_same_seed_same_result_different_seed_different_result():
   assert any(not np.allclose(x, y) for x, y in zip(a, c))
 
 
+@pytest.mark.slow
 def test_several_devices_match_one_device_on_the_same_global_batches(tmp_path):
   """pmap over 4 CPU devices (and BatchNorm in the generator) = 1 device."""
   results = {}
@@ -228,6 +232,7 @@ _ADAM_B0 = {f"optim.{n}.{k}": v for n in ("generator", "critic")
             for k, v in (("b1", 0.0), ("b2", 0.9), ("schedule", "constant"))}
 
 
+@pytest.mark.slow
 def test_two_steps_match_numpy_adam_and_the_debiased_ema():
   # ema_decay 0.15: the warm-up's (1+t)/(10+t) rules at t=0 (0.1), the decay at t=1.
   config, gan, source = _toy_setup(n_critic=2, ema_decay=0.15, **_ADAM_B0)
@@ -243,6 +248,7 @@ def test_two_steps_match_numpy_adam_and_the_debiased_ema():
   reference.check(state)
 
 
+@pytest.mark.slow
 def test_image_step_scales_uint8_to_unit_range_and_flips_the_drawn_samples():
   config = load_config(str(CONFIGS / "celeba64.py:smoke"), {
       "data.image_size": 8, "data.random_flip": True, "n_critic": 1, "batch_size": 8,
@@ -275,6 +281,7 @@ def test_image_step_scales_uint8_to_unit_range_and_flips_the_drawn_samples():
                          atol=1e-6), "the flips made no difference: the check proves nothing"
 
 
+@pytest.mark.slow
 def test_scan_critic_loop_of_accelerators_matches_the_straight_line_cpu_loop(monkeypatch):
   config, gan, source = _toy_setup(n_critic=3)
   host_state = gan_state.create_train_state(config, gan)
@@ -303,3 +310,22 @@ def test_scan_critic_loop_of_accelerators_matches_the_straight_line_cpu_loop(mon
   jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-6, atol=1e-7),
                scanned, straight)
   assert scanned_metrics == pytest.approx(straight_metrics, rel=1e-5, abs=1e-7)
+
+
+def test_consecutive_steps_and_updates_draw_new_noise_and_epsilon():
+  """The references above share `sample_keys` and the salts with the step, so a helper
+  that ignored the step or the stream would pass them: here it cannot."""
+  rng, indices = jax.random.PRNGKey(0), jnp.arange(8)
+  draws = {}
+  for step, stream in ((0, (iteration.CRITIC_STREAM, 0)), (1, (iteration.CRITIC_STREAM, 0)),
+                       (0, (iteration.CRITIC_STREAM, 1)), (0, (iteration.GENERATOR_STREAM,))):
+    keys = iteration.sample_keys(rng, step, stream, indices)
+    z = iteration.per_sample(lambda k: jax.random.normal(k, (4,)), keys, iteration.Z_SALT)
+    eps = iteration.per_sample(jax.random.uniform, keys, iteration.EPS_SALT)
+    draws[step, stream] = np.asarray(z), np.asarray(eps)
+  values = list(draws.values())
+  for i, (z, eps) in enumerate(values):
+    assert len(np.unique(eps)) == len(indices)  # each sample its own ε
+    assert len(np.unique(z[:, 0])) == len(indices)
+    for other_z, other_eps in values[i + 1:]:
+      assert not np.isin(eps, other_eps).any() and not np.isin(z, other_z).any()

@@ -1,6 +1,7 @@
 """K trials in one vmapped program give what K single runs give."""
 
 import json
+import os
 
 import jax
 import numpy as np
@@ -23,6 +24,7 @@ def _read_jsonl(path):
   return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_trial_k_equals_a_single_run_with_its_settings(tmp_path):
   config = load_config(str(CONFIGS / "toy2d.py:smoke"), {
       "n_critic": 2, "num_train_steps": 4, "log_every": 2, "checkpoint_every": 4,
@@ -51,6 +53,7 @@ def test_trial_k_equals_a_single_run_with_its_settings(tmp_path):
   # The same record, each with its own (positive) clock.
   assert all(e.pop("eval/training_seconds") > 0 for e in evals + single_evals)
   assert evals == single_evals
+  assert evals[-1]["eval/norm_stats"] == "none (the generator has no BatchNorm)"
   assert metrics[-1]["training_seconds"] > 0
   saved = json.loads((tmp_path / "trial1" / "config.json").read_text())
   assert saved["loss"]["gp_weight"] == 10.0 and saved["seed"] == 3
@@ -68,6 +71,7 @@ def test_settings_that_change_the_program_cannot_be_vectorised():
       {"model.width": 8}, {"seed": 1, "loss.gp_weight": 1.0})
 
 
+@pytest.mark.slow
 def test_trials_resume_past_damaged_checkpoints_as_a_single_run_does(tmp_path):
   config = load_config(str(CONFIGS / "toy2d.py:smoke"), {
       "n_critic": 2, "num_train_steps": 4, "log_every": 2, "checkpoint_every": 2,
@@ -91,3 +95,50 @@ def test_trials_resume_past_damaged_checkpoints_as_a_single_run_does(tmp_path):
     steps = [m["step"] for m in _read_jsonl(tmp_path / workdir / "metrics.jsonl")]
     assert steps == [2, 4, 4]
   jax.tree.map(np.testing.assert_array_equal, states, expected)
+
+
+def test_a_vectorised_run_holds_every_trials_workdir(tmp_path, capsys):
+  from wgan_gp import exit_codes, workdir_lock
+  workdirs = [str(tmp_path / f"trial{k}") for k in range(len(_TRIALS))]
+  spec = tmp_path / "spec.json"
+  spec.write_text(json.dumps({"base_config": str(CONFIGS / "toy2d.py:smoke"), "trials": [
+      {"workdir": w, "overrides": t} for w, t in zip(workdirs, _TRIALS)]}))
+  with workdir_lock.hold(workdirs[1]):
+    assert vectorized.main([str(spec)]) == exit_codes.BAD_INPUT
+  error = capsys.readouterr().err
+  assert error.startswith(f"error: workdir {workdirs[1]} is in use by another run (pid ")
+  assert error.count("\n") == 1
+  assert os.listdir(workdirs[0]) == [] and os.listdir(workdirs[1]) == []  # nothing written
+
+
+@pytest.mark.slow  # ~20 s on two busy cores: compiling the step with a budget schedule
+def test_a_vectorised_run_keeps_train_minutes_and_feeds_its_fraction_to_the_step(
+    tmp_path, monkeypatch):
+  from wgan_gp import periodic
+  config = load_config(str(CONFIGS / "toy2d.py:smoke"), {
+      "n_critic": 1, "num_train_steps": 1000, "log_every": 1000, "checkpoint_every": 1000,
+      "eval_every": 0, "toy_eval_samples": 200, "train_minutes": 5 / 60, "ema_start": 0.5,
+      "optim.generator.schedule": "budget-linear"})
+  workdirs = [str(tmp_path / "trial0")]
+  seconds, fractions = [0.0], []
+  step = vectorized.VectorizedTrials.step
+
+  def one_second_steps(self, states, hparams=None, time_fraction=0.0):
+    assert all(os.path.exists(os.path.join(w, ".lock")) for w in workdirs)  # held
+    fractions.append(time_fraction)
+    seconds[0] += 1.0  # every step takes a second of the (fake) training clock
+    return step(self, states, hparams, time_fraction)
+
+  monkeypatch.setattr(periodic, "now", lambda: seconds[0])
+  monkeypatch.setattr(vectorized.VectorizedTrials, "step", one_second_steps)
+  states, healthy = vectorized.train_and_evaluate_trials(config, _TRIALS[:1], workdirs)
+  assert healthy == [True] and int(states.step[0]) == 5  # the budget's 5 s
+  np.testing.assert_allclose(fractions, [0.0, 0.2, 0.4, 0.6, 0.8])
+  for k, workdir in enumerate(workdirs):
+    (last,) = _read_jsonl(tmp_path / workdir / "metrics.jsonl")
+    assert last["step"] == 5 and last["budget_fraction"] == 1.0
+    assert not os.path.exists(os.path.join(workdir, ".lock"))  # released
+    # The EMA started at the budget's half (steps 4 and 5), not at half of 1000 steps.
+    trial = vectorized.VectorizedTrials.trial_state(states, k)
+    assert not np.allclose(jax.tree.leaves(trial.ema_g_params)[0],
+                           jax.tree.leaves(trial.g_params)[0])

@@ -15,7 +15,7 @@ pure, differentiable function of the images and those parameters. Images are NHW
 [-1, 1]; zero is mid-grey.
 
 The penalty sees the critic's own input: the interpolates are taken between augmented
-reals and augmented fakes (see `wgan_gp.losses` and experiments/README.md).
+reals and augmented fakes (see `wgan_gp.losses` and experiments/faces64/README.md).
 """
 
 from typing import NamedTuple

@@ -12,6 +12,13 @@ import os
 
 import ml_collections
 
+# CelebA's face framing as a fraction of the short side: 108 px of the 178×218
+# img_align_celeba, exactly 54 px of the 89×109 half-size copy (54/89 == 108/178).
+FACE_CROP_FRACTION = 54 / 89
+# A crop under this share of the short side is named in a warning: on CelebA it is a
+# patch of the face (the 54 px tuned on the 89×109 copy, given to 178×218 images).
+MIN_CROP_SHARE = 1 / 3
+
 
 def base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
@@ -23,10 +30,15 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.source = "images"
   config.data.path = ""
   config.data.image_size = 64
-  # Side of the centred square crop, in pixels of the source images, before resizing
-  # (CelebA 178×218: 108 is the usual choice; 54 on the 89×109 half-size copy).
-  # 0 takes the largest centred square.
-  config.data.crop_size = 108
+  # The centred square crop before resizing, as a fraction of the images' short side:
+  # CelebA's face framing (FACE_CROP_FRACTION) is 108 px of the 178×218 img_align_celeba
+  # and 54 px of its 89×109 half-size copy, the same faces at any uniform rescaling. It is
+  # resolved to pixels once per dataset, against the size of its first image (CelebA's
+  # all share one): the crop, the decoded cache's key and the checks see those pixels.
+  config.data.crop_fraction = FACE_CROP_FRACTION
+  # Or the side in pixels of the source images (0: crop_fraction decides). Set one of the
+  # two, the other to 0; both 0: the largest centred square.
+  config.data.crop_size = 0
   config.data.random_flip = False  # horizontal flips, drawn per sample on the device
   # Decoded images are cached here as uint8, keyed by source, crop and size
   # (empty: $XDG_CACHE_HOME/wgan_gp/decoded, else ~/.cache/wgan_gp/decoded).
@@ -70,8 +82,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.n_critic = 5  # critic updates per generator update, each on its own real batch
   config.num_train_steps = 100_000  # generator updates
   # Stop (with the final samples, evaluation and checkpoint) once this many minutes of
-  # training have passed, whichever comes first; 0: no limit. Compilation counts,
-  # evaluations and checkpoints do not.
+  # training have passed, whichever comes first; 0: no limit. The first compilation
+  # counts; the recompilation after a resume, evaluations and checkpoints do not. A run
+  # resumes under another value only with `main --change_budget` (wgan_gp/schedules.py).
   config.train_minutes = 0.0
   # The clock of train_minutes and training_seconds: 'wall', or 'cpu' (this process's CPU
   # seconds: a screen's trials, pinned to one core each, get the same work however busy
@@ -126,7 +139,8 @@ _FRACTION = (lambda v: 0 <= v < 1, "in [0, 1)")
 NUMERIC_RANGES = {
     "seed": _AT_LEAST_0,
     "data.image_size": _AT_LEAST_1,
-    "data.crop_size": (lambda v: v >= 0, ">= 0 (0: the largest centred square)"),
+    "data.crop_size": (lambda v: v >= 0, ">= 0 (0: data.crop_fraction decides)"),
+    "data.crop_fraction": (lambda v: 0 <= v <= 1, "in [0, 1] (0: data.crop_size decides)"),
     "data.decode_workers": (lambda v: v >= 0, ">= 0 (0: one per CPU core)"),
     "data.prefetch": _AT_LEAST_0,
     "model.z_dim": _AT_LEAST_1,
@@ -170,8 +184,71 @@ def check_ranges(config) -> None:
       raise ValueError(f"config.{key}={value} must be {must_be}: set --config.{key}")
 
 
+def crop_setting(data) -> tuple[int, float]:
+  """(crop_size, crop_fraction) of a data config (a ConfigDict or a dict).
+
+  A config from before crop_fraction existed reads as crop_fraction 0: its crop_size was
+  the crop, in pixels. Raises ValueError when both are set.
+  """
+  crop_size, crop_fraction = data.get("crop_size", 0) or 0, data.get("crop_fraction", 0.0) or 0.0
+  if crop_size and crop_fraction:
+    raise ValueError(
+        f"config.data.crop_size={crop_size} and config.data.crop_fraction={crop_fraction} "
+        "both set the crop: set --config.data.crop_fraction=0 for a crop in pixels, or "
+        "--config.data.crop_size=0 for a fraction of the short side")
+  return crop_size, crop_fraction
+
+
+def resolve_crop(crop_size: int, crop_fraction: float, width: int, height: int) -> int:
+  """The crop's side in pixels of width×height images: crop_size when set, else
+  crop_fraction of the short side, rounded; 0 (neither set): the largest centred square."""
+  if crop_size:
+    return int(crop_size)
+  if crop_fraction:
+    return max(1, int(round(crop_fraction * min(width, height))))
+  return 0
+
+
+def small_crop_warning(crop_size: int, crop_fraction: float, width: int, height: int,
+                       flag_prefix: str = "--config.data.") -> str | None:
+  """The warning for a crop under MIN_CROP_SHARE of width×height images' short side, or
+  None: it names the resolved pixels, the image size and the fix (as flags that start
+  with `flag_prefix`)."""
+  pixels = resolve_crop(crop_size, crop_fraction, width, height)
+  short = min(width, height)
+  if not pixels or pixels >= MIN_CROP_SHARE * short:
+    return None
+  setting = (f"{flag_prefix}crop_size={crop_size}" if crop_size else
+             f"{flag_prefix}crop_fraction={crop_fraction:g}")
+  face = resolve_crop(0, FACE_CROP_FRACTION, width, height)
+  return (f"{setting} crops {pixels} px of the {width}x{height} images, {pixels / short:.0%} "
+          f"of their short side: a patch, not a face; for CelebA's face framing at any "
+          f"resolution set {flag_prefix}crop_fraction={FACE_CROP_FRACTION:.4f} "
+          f"{flag_prefix}crop_size=0 ({face} px here)")
+
+
+def canonical_config(config_dict: dict, source_size: tuple[int, int] | None) -> dict:
+  """A config (as a dict) with its framing of the data in one form, so that two configs
+  that crop the same pixels of the same data compare equal however they express it.
+
+  The crop becomes pixels for `source_size` (width, height of the source images) in
+  data.crop_size, with data.crop_fraction 0; a config from before crop_fraction (crop_size
+  only, in pixels) gets the field. For 2-D toy data, or no `source_size`, the crop
+  frames nothing and reads as unset. Resuming compares configs in this form
+  (wgan_gp/validation.py), and so does tests/test_faces_recipe.py against committed runs.
+  """
+  canonical = json.loads(json.dumps(config_dict))
+  data = canonical.get("data")
+  if not isinstance(data, dict):
+    return canonical
+  crop_size, crop_fraction = crop_setting(data)
+  data["crop_size"] = resolve_crop(crop_size, crop_fraction, *source_size) if source_size else 0
+  data["crop_fraction"] = 0.0
+  return canonical
+
+
 def load_config(path: str, overrides: dict | None = None) -> ml_collections.ConfigDict:
-  """Loads `configs/x.py[:arg]` as `--config=` does, for notebooks and scripts.
+  """Loads `configs/<name>.py[:arg]` as `--config=` does, for notebooks and scripts.
 
   `overrides` maps dotted keys to values, e.g. {"loss.gp_weight": 1.0}.
   """

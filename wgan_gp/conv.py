@@ -92,7 +92,7 @@ _THIN_CHANNELS = 16
 # fewer than _THIN_CHANNELS channels on one side (the others split by phase), 'all' every
 # one, 'none' none. At the round-2 CPU recipe's shape (width 16, batch 32, n_critic 2)
 # folding every layer ran the step ~5% faster; at batch 64 and n_critic 1, no faster
-# beyond the noise (experiments/results/speed_levers_*.md). In the step, XLA runs a
+# beyond the noise (experiments/speed/results/speed_levers_*.md). In the step, XLA runs a
 # layer's four phase convolutions at once, and on two cores they run at half their
 # speed alone; one folded convolution does not compete with itself.
 FOLDS = ("thin", "all", "none")

@@ -55,7 +55,7 @@ def explain(error: BaseException, workdir: str) -> tuple[str, int] | None:
     where = f"writing {_name(found.path)}" if found.path else f"in {workdir}"
     resume = f"from step {checkpoint[0]}" if checkpoint else "from the start"
     return (f"no space left on the disk {where} ({space}): free some space, then rerun "
-            f"the same command to resume {resume}", exit_codes.RESUMABLE)
+            f"the same command to resume {resume}", exit_codes.DISK_FULL)
   if found.code in READ_ONLY:  # the folder's property, whichever file came first
     folder = os.path.dirname(found.path) if found.path else workdir
     return (f"cannot write in {folder}: its file system is read-only: use a --workdir (and "

@@ -11,7 +11,7 @@ import functools
 import jax
 import numpy as np
 
-from wgan_gp import visualize
+from wgan_gp import standing_stats, visualize
 from wgan_gp.metrics import fid, inception
 from wgan_gp.metrics.inception_score import inception_score
 from wgan_gp.metrics.precision_recall import precision_recall
@@ -179,6 +179,10 @@ class ToyEvaluator:
     if self.source.modes is None:
       return {}
     return mode_coverage(self._samples(g_params), self.source.modes, self.source.mode_std)
+
+  def describe_norm_stats(self, g_params) -> str:
+    """The `eval/norm_stats` of its records: all samples are drawn in one batch."""
+    return standing_stats.describe(self.gan, g_params, None, self.num_samples)
 
   def figure(self, g_params, d_params, path: str, title: str) -> np.ndarray:
     """Writes samples and real data over the critic's contours to `path`; returns RGB."""

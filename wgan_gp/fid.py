@@ -7,14 +7,17 @@ Prints FID, KID, precision/recall (A real, B generated; on Inception features, w
 the paper used VGG16's) and each image set's Inception Score, with the same network and
 code as `evaluate` and training.
 
-  python -m wgan_gp.fid /data/img_align_celeba.zip runs/x/samples --crop_size=108
-  python -m wgan_gp.fid /data/img_align_celeba.zip --crop_size=108 --save_stats=celeba.npz
+  python -m wgan_gp.fid /data/img_align_celeba.zip runs/x/samples --crop_fraction=0.6067
+  python -m wgan_gp.fid /data/img_align_celeba.zip --crop_fraction=0.6067 --save_stats=celeba.npz
   python -m wgan_gp.fid celeba.npz runs/x/samples --metrics=fid
 
-Images are centre-cropped to a square (`--crop_size` source pixels; 0, the default,
-takes the largest square) and resized to `--image_size` (64) with Pillow's bicubic, as
-the training data is; images already at that size go in unchanged, whatever the crop.
-The network then resizes to 299 itself.
+Images are centre-cropped to a square and resized to `--image_size` (64) with Pillow's
+bicubic, as the training data is; images already at that size go in unchanged, whatever
+the crop. The crop is `--crop_fraction` of the short side (0.6067: CelebA's face framing,
+the training recipes' data.crop_fraction: 108 px of the 178x218 img_align_celeba, 54 px
+of its 89x109 half-size copy), resolved to pixels against each path's first image, or
+`--crop_size` source pixels; neither (the default): the largest square. The network then
+resizes to 299 itself.
 """
 
 import json
@@ -25,7 +28,7 @@ import numpy as np
 from absl import app, flags
 from PIL import Image
 
-from wgan_gp.data.images import DataError, crop_and_resize, read_images
+from wgan_gp.data.images import DataError, crop_and_resize, dataset_crop, read_images
 from wgan_gp.evaluators import inception_metrics
 from wgan_gp.metrics import fid, inception
 from wgan_gp.metrics.inception_score import inception_score
@@ -40,9 +43,12 @@ flags.DEFINE_string("save_stats", None, "Write PATH_A's statistics to this .npz 
 flags.DEFINE_string("metrics", None, "A subset of 'fid,kid,is,pr' (is: Inception Score; "
                     "pr: precision and recall, on Inception features, not the paper's VGG16). "
                     "Default: all that the inputs allow.")
-flags.DEFINE_integer("crop_size", 0, "Centre square crop in source pixels before resizing; "
-                     "0: the largest square. 108 for CelebA's 178x218 aligned images. "
-                     "Images already at --image_size are not cropped.")
+flags.DEFINE_float("crop_fraction", 0.0, "Centre square crop before resizing, as a "
+                   "fraction of the short side: 0.6067 is CelebA's face framing (the face "
+                   "recipes' data.crop_fraction) at any resolution. 0: --crop_size decides. "
+                   "Images already at --image_size are not cropped.")
+flags.DEFINE_integer("crop_size", 0, "Instead of --crop_fraction: the centre square crop in "
+                     "source pixels. Both 0: the largest square.")
 flags.DEFINE_integer("image_size", 64, "Side the images are resized to (Pillow bicubic) "
                      "before the network; images already at this size go in unchanged.")
 flags.DEFINE_integer("batch_size", 50, "Images per Inception batch.")
@@ -51,12 +57,18 @@ flags.DEFINE_bool("json", False, "Print one JSON object instead of aligned lines
 METRICS = ("fid", "kid", "is", "pr")
 
 
-def load_images_or_stats(path: str, crop_size: int = 0, image_size: int = 64):
+def load_images_or_stats(path: str, crop_size: int = 0, image_size: int = 64,
+                         crop_fraction: float = 0.0):
   """(uint8 images [N, S, S, 3], None) or (None, fid.ReferenceStats) for one path."""
+  if crop_size and crop_fraction:
+    raise ValueError(f"--crop_size={crop_size} and --crop_fraction={crop_fraction:g} both set "
+                     "the crop: give one of them")
+  if not (0 <= crop_fraction <= 1 and crop_size >= 0):
+    raise ValueError("--crop_fraction must be in [0, 1] and --crop_size >= 0")
   if not os.path.exists(path):
     raise DataError(f"{path!r} not found")
   if not path.endswith(".npz"):
-    return read_images(path, crop_size, image_size), None
+    return read_images(path, crop_size, image_size, crop_fraction=crop_fraction), None
   with np.load(path, allow_pickle=False) as data:
     if "mu" in data.files:
       return None, fid.load_stats(path)
@@ -67,13 +79,15 @@ def load_images_or_stats(path: str, crop_size: int = 0, image_size: int = 64):
   images = arrays[0]
   if images.shape[1:3] == (image_size, image_size):
     return images, None
-  return np.stack([crop_and_resize(Image.fromarray(im), crop_size, image_size)
+  height, width = images.shape[1:3]
+  pixels = dataset_crop(crop_size, crop_fraction, width, height, flag_prefix="--")
+  return np.stack([crop_and_resize(Image.fromarray(im), pixels, image_size)
                    for im in images]), None
 
 
 def compare(paths: list[str], metrics: str | None = None, save_stats: str | None = None,
             crop_size: int = 0, image_size: int = 64, batch_size: int = 50,
-            extractor=None) -> dict:
+            extractor=None, crop_fraction: float = 0.0) -> dict:
   """The metrics of PATH_B against PATH_A (and of each alone, for IS); writes PATH_A's
   statistics to `save_stats` when given. Default metrics: those the inputs allow, the
   others listed under 'skipped'."""
@@ -81,7 +95,7 @@ def compare(paths: list[str], metrics: str | None = None, save_stats: str | None
   unknown = sorted(set(wanted) - set(METRICS))
   if unknown:
     raise ValueError(f"unknown metrics {unknown}; expected a subset of {','.join(METRICS)}")
-  loaded = [load_images_or_stats(p, crop_size, image_size) for p in paths]
+  loaded = [load_images_or_stats(p, crop_size, image_size, crop_fraction) for p in paths]
   sides, results, skipped = [], {}, {}
   for path, (images, stats) in zip(paths, loaded):
     if images is not None:
@@ -143,7 +157,7 @@ def main(argv):
                          "PATH_A --save_stats=OUT.npz")
   try:
     results = compare(paths, FLAGS.metrics, FLAGS.save_stats, FLAGS.crop_size,
-                      FLAGS.image_size, FLAGS.batch_size)
+                      FLAGS.image_size, FLAGS.batch_size, crop_fraction=FLAGS.crop_fraction)
   except (FileNotFoundError, ValueError, DataError) as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(exit_codes.BAD_INPUT)

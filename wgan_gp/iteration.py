@@ -71,7 +71,7 @@ def _critic_loop(update, carry, inputs, length: int):
 
 def train_step(state: GANState, real_batches, *, gan: GAN, config,
                sample_real: Callable | None = None, axis_name: str = AXIS_NAME,
-               hparams: dict | None = None, time_fraction=0.0):
+               hparams: dict | None = None, time_fraction=0.0, fraction_reached=0.0):
   """One WGAN-GP iteration on one device, to run under pmap with `axis_name`.
 
   `n_critic` critic updates (a scan, each on its own real batch), then one generator
@@ -82,11 +82,17 @@ def train_step(state: GANState, real_batches, *, gan: GAN, config,
   'optim.{generator,critic}.learning_rate') to arrays that replace the config's values
   (`wgan_gp.vectorized` vmaps over them). `time_fraction` is the fraction of
   `train_minutes` spent (host-measured); the budget schedules read
-  max(step / num_train_steps, time_fraction) (`wgan_gp.schedules`).
+  max(step / num_train_steps, time_fraction) (`wgan_gp.schedules`). `fraction_reached` is
+  the largest fraction the run had reached before, under any earlier budget: the EMA reads
+  the larger of the two, so that once started it stays started when a budget is changed
+  on resume. The learning-rate scales that the updates applied come back as the metrics
+  `{critic,generator}_lr_scale` (budget schedules only).
   """
   hparams = hparams or {}
   policy = augment.parse_policy(config.augment)
   fraction = jnp.maximum(state.step / config.num_train_steps, time_fraction)
+  d_scale = schedules.learning_rate_scale(config.optim.critic, fraction)
+  g_scale = schedules.learning_rate_scale(config.optim.generator, fraction)
   g_optimizer, d_optimizer = make_optimizers(config, hparams)
   loss = losses.get_loss(config.loss, {k.removeprefix("loss."): v for k, v in hparams.items()
                                         if k.startswith("loss.")})
@@ -121,14 +127,14 @@ def train_step(state: GANState, real_batches, *, gan: GAN, config,
       return loss.critic_loss(gan.criticize, params, real, fake, eps)
 
     # The named scopes label the HLO, so a profile can tell the step's parts apart
-    # (experiments/profile_step.py); they change no computation.
+    # (experiments/speed/profile_step.py); they change no computation.
     with jax.named_scope("critic_loss"):
       grads, metrics = jax.grad(loss_fn, has_aux=True)(d_params)
     grads = lax.pmean(grads, axis_name)
     with jax.named_scope("critic_optimizer"):
       metrics["critic_grad_norm"] = optax.tree.norm(grads)
       updates, d_opt_state = d_optimizer.update(grads, d_opt_state, d_params)
-      updates = _scaled(updates, schedules.learning_rate_scale(config.optim.critic, fraction))
+      updates = _scaled(updates, d_scale)
       d_params = loss.constrain_critic(optax.apply_updates(d_params, updates))
     return (d_params, d_opt_state), metrics
 
@@ -148,18 +154,20 @@ def train_step(state: GANState, real_batches, *, gan: GAN, config,
   g_grads = lax.pmean(g_grads, axis_name)
   with jax.named_scope("generator_optimizer"):
     g_updates, g_opt_state = g_optimizer.update(g_grads, state.g_opt_state, state.g_params)
-    g_updates = _scaled(g_updates,
-                        schedules.learning_rate_scale(config.optim.generator, fraction))
+    g_updates = _scaled(g_updates, g_scale)
     g_params = optax.apply_updates(state.g_params, g_updates)
 
   with jax.named_scope("ema"):
-    decay = schedules.ema_decay(config, state.step, fraction)
+    decay = schedules.ema_decay(config, state.step, jnp.maximum(fraction, fraction_reached))
     ema_g_params = optax.incremental_update(g_params, state.ema_g_params, 1.0 - decay)
 
   metrics = {k: jnp.mean(v) for k, v in critic_metrics.items()}
   metrics["interp_grad_norm_max"] = jnp.max(critic_metrics["interp_grad_norm_max"])
   metrics["generator_loss"] = g_loss
   metrics["generator_grad_norm"] = optax.tree.norm(g_grads)
+  for name, scale in (("critic", d_scale), ("generator", g_scale)):
+    if scale is not None:  # what the updates applied, for the log (and the tests)
+      metrics[f"{name}_lr_scale"] = jnp.asarray(scale, jnp.float32)
   metrics = lax.pmean(metrics, axis_name)
   metrics["interp_grad_norm_max"] = lax.pmax(metrics["interp_grad_norm_max"], axis_name)
 
@@ -177,22 +185,37 @@ def _scaled(updates, scale):
   return jax.tree.map(lambda u: u * scale.astype(u.dtype), updates)
 
 
-class TrainStep:
-  """The pmapped step: `step(replicated_state, sharded_batch[, time_fraction]) ->
-  (state, metrics)`, and `step.lower(...)` for ahead-of-time compilation.
+# The trailing arguments of a step compiled ahead (`step.lower(...).compile()`, which
+# takes every argument) for a run without a time budget: fraction 0, none reached.
+NO_BUDGET = (np.float32(0.0), np.float32(0.0))
 
-  `time_fraction` (the fraction of `train_minutes` spent, default 0) is the same on
-  every device; only the budget schedules read it.
+
+class TrainStep:
+  """The pmapped step: `step(replicated_state, sharded_batch[, time_fraction[,
+  fraction_reached]]) -> (state, metrics)`, `step.lower(...)` for ahead-of-time
+  compilation, and `step.compile(...)`, the same step compiled ahead (timed by the loop).
+
+  `time_fraction` (the fraction of `train_minutes` spent, default 0) and
+  `fraction_reached` (see `train_step`) go to every device alike; only the budget
+  schedules and a late EMA read them. In a multi-process run each process passes its own:
+  the training loop makes them agree (`wgan_gp.stopping.StepAgreement`).
   """
 
   def __init__(self, pmapped):
     self._pmapped = pmapped
 
-  def __call__(self, state, batch, time_fraction: float = 0.0):
-    return self._pmapped(state, batch, np.float32(time_fraction))
+  def __call__(self, state, batch, time_fraction: float = 0.0, fraction_reached: float = 0.0):
+    return self._pmapped(state, batch, np.float32(time_fraction), np.float32(fraction_reached))
 
-  def lower(self, state, batch, time_fraction: float = 0.0):
-    return self._pmapped.lower(state, batch, np.float32(time_fraction))
+  def lower(self, state, batch, time_fraction: float = 0.0, fraction_reached: float = 0.0):
+    return self._pmapped.lower(state, batch, np.float32(time_fraction),
+                               np.float32(fraction_reached))
+
+  def compile(self, state, batch, time_fraction: float = 0.0,
+              fraction_reached: float = 0.0) -> "TrainStep":
+    """This step compiled now for these arguments' shapes: calls with the same shapes
+    run it without compiling again."""
+    return TrainStep(self.lower(state, batch, time_fraction, fraction_reached).compile())
 
 
 def make_train_step(config, gan: GAN, source=None, axis_name: str = AXIS_NAME) -> TrainStep:
@@ -204,11 +227,12 @@ def make_train_step(config, gan: GAN, source=None, axis_name: str = AXIS_NAME) -
   """
   sample_real = source.sample if source is not None and source.on_device else None
 
-  def step(state, batch, time_fraction):
+  def step(state, batch, time_fraction, fraction_reached):
     return train_step(state, batch, gan=gan, config=config, sample_real=sample_real,
-                      axis_name=axis_name, time_fraction=time_fraction)
+                      axis_name=axis_name, time_fraction=time_fraction,
+                      fraction_reached=fraction_reached)
 
-  return TrainStep(jax.pmap(step, axis_name=axis_name, in_axes=(0, 0, None),
+  return TrainStep(jax.pmap(step, axis_name=axis_name, in_axes=(0, 0, None, None),
                             donate_argnums=(0,)))
 
 

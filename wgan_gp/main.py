@@ -4,8 +4,9 @@ This file is intentionally kept short: the logic lives in `wgan_gp.train`, which
 imported and tested on its own (and used from a notebook).
 
 Exit codes (`wgan_gp.exit_codes`): 0 finished; 75 stopped by SIGTERM/SIGINT after a
-checkpoint, or by a full disk, so rerunning the same command resumes (requeue on it); 2 a
-bad flag, config, data, workdir (in use by another run, read-only) or checkpoint; 3
+checkpoint, so rerunning the same command resumes (requeue on it); 74 a full disk: free
+space, then rerun (do not requeue blindly: it would meet the same full disk); 2 a bad
+flag, config, data, workdir (in use by another run, read-only) or checkpoint; 3
 non-finite values; 130 a second Ctrl-C; 1 a crash. Every failure but a crash prints one
 line, `error: ...`, naming the problem and the fix.
 """
@@ -37,6 +38,10 @@ flags.DEFINE_integer("num_processes", None, "Number of processes in the run.")
 flags.DEFINE_integer("process_id", None, "This process's index, 0 .. num_processes-1.")
 flags.DEFINE_integer("distributed_timeout", 300, "Seconds to wait for all processes to "
                      "connect before giving up.")
+flags.DEFINE_bool("change_budget", False, "Resume a run under another "
+                  "--config.train_minutes: budget schedules then read the fraction of the new "
+                  "budget from the resumed step on, and the EMA continues (one line says "
+                  "what changes). Without it such a resume is refused.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -110,7 +115,7 @@ def main(argv):
     # Process 0 holds the workdir for the whole multi-process run.
     with (workdir_lock.hold(FLAGS.workdir) if jax.process_index() == 0
           else contextlib.nullcontext()):
-      state = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+      state = train.train_and_evaluate(FLAGS.config, FLAGS.workdir, FLAGS.change_budget)
   except (validation.ConfigError, DataError, validation.IncompatibleCheckpointError,
           checkpoint.DamagedCheckpointError, distributed.DistributedError,
           WeightsError, workdir_lock.WorkdirInUseError) as error:

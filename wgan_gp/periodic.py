@@ -42,9 +42,15 @@ def process_seconds() -> float:
 CLOCKS = {"wall": lambda: now(), "cpu": lambda: process_seconds()}
 
 
+class Spent:
+  """The seconds a `TrainingClock` block took, set when it ends."""
+  seconds = 0.0
+
+
 class TrainingClock:
   """Seconds spent training, carried across resumes: compilation included; samples,
-  evaluations and checkpoints (`with clock.periodic():`) excluded. The x axis of
+  evaluations, checkpoints and the recompilation after a resume (`with
+  clock.periodic():`) excluded. The x axis of
   quality against compute.
 
   `kind` 'wall' (the default) counts wall-clock seconds; 'cpu' counts this process's CPU
@@ -67,13 +73,23 @@ class TrainingClock:
 
   @contextlib.contextmanager
   def periodic(self):
-    start = self._clock()
+    """Leaves the block's seconds out of training (`as spent`: `spent.seconds` after it)."""
+    start, spent = self._clock(), Spent()
     try:
-      yield
+      yield spent
     finally:
-      spent = self._clock() - start
-      self._excluded += spent
-      self._window_excluded += spent
+      spent.seconds = self._clock() - start
+      self._excluded += spent.seconds
+      self._window_excluded += spent.seconds
+
+  @contextlib.contextmanager
+  def measured(self):
+    """Times the block on this clock (`as spent`), counted as training."""
+    start, spent = self._clock(), Spent()
+    try:
+      yield spent
+    finally:
+      spent.seconds = self._clock() - start
 
   def start_window(self, step: int) -> None:
     self._window_start, self._window_step, self._window_excluded = self._clock(), step, 0.0
@@ -93,8 +109,10 @@ def summarize(window: list[dict], steps_per_sec: float, config, step: int,
               training_seconds: float) -> dict[str, float]:
   """A log record: the window's mean metrics (the largest interpolate gradient norm),
   throughput, the budget fraction spent and the ETA (whichever of num_train_steps and
-  train_minutes ends the run first), and the learning rates of budget schedules."""
-  summary = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
+  train_minutes ends the run first), and the learning rates of budget schedules: those
+  that the window's last step applied (its `*_lr_scale` metrics)."""
+  scales = {k: window[-1][k] for k in window[0] if k.endswith("_lr_scale")}
+  summary = {k: float(np.mean([m[k] for m in window])) for k in window[0] if k not in scales}
   summary["interp_grad_norm_max"] = max(float(m["interp_grad_norm_max"]) for m in window)
   fraction = schedules.budget_fraction(step, training_seconds, config)
   summary.update(steps_per_sec=steps_per_sec,
@@ -103,8 +121,8 @@ def summarize(window: list[dict], steps_per_sec: float, config, step: int,
                                                    config) / 60,
                  training_seconds=training_seconds, budget_fraction=fraction)
   for name in ("critic", "generator"):
-    scale = schedules.learning_rate_scale(config.optim[name], fraction)
-    if scale is not None:  # the rate the last step of the window used, near enough
+    scale = scales.get(f"{name}_lr_scale")  # budget schedules only
+    if scale is not None:
       summary[f"{name}_learning_rate"] = float(config.optim[name].learning_rate * scale)
   return summary
 

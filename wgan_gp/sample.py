@@ -1,5 +1,5 @@
 """Looks at what a run generates: `python -m wgan_gp.sample --workdir=runs/celeba64`,
-or a shipped generator, with no data and no training: `--pretrained=celeba64-cpu4`.
+or a shipped generator, with no data and no training: `--pretrained=celeba64-cpu`.
 
   --mode=grid         a PNG grid of samples
   --mode=interpolate  latent interpolations between random pairs (linear and/or
@@ -26,7 +26,7 @@ from wgan_gp.evaluators import generate_from_noise
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "The run to sample from.")
 flags.DEFINE_string("pretrained", None, "Instead of a run: a shipped generator's name "
-                    "(celeba64-cpu3) or a folder written by wgan_gp.pretrained.export.")
+                    "(celeba64-cpu) or a folder written by wgan_gp.pretrained.export.")
 flags.DEFINE_enum("mode", "grid", ["grid", "interpolate", "export"], "What to write.")
 flags.DEFINE_integer("num", 64, "grid: images; interpolate: pairs (rows); export: samples.")
 flags.DEFINE_integer("steps", 10, "interpolate: images per row, endpoints included.")
@@ -66,9 +66,9 @@ def _load_generator():
     if FLAGS.generator != "ema" or FLAGS.step is not None:
       raise ValueError("a pretrained generator is one EMA generator: drop --generator "
                        "and --step")
-    model = pretrained.load(FLAGS.pretrained)
+    model = pretrained.load(FLAGS.pretrained, standing=standing)  # checked: its weights'
     name = os.path.basename(os.path.normpath(pretrained.resolve(FLAGS.pretrained)))
-    return (model.gan, model.params, model.norm_stats if standing else None, "samples",
+    return (model.gan, model.params, model.norm_stats, "samples",
             f"{name}_seed{FLAGS.seed}")
   from wgan_gp.runs import load_run  # orbax only when it is used (see train)
   run = load_run(FLAGS.workdir, FLAGS.step)

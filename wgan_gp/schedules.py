@@ -14,9 +14,19 @@ Learning-rate schedules (`optim.{critic,generator}.schedule`):
   'budget-cosine'  the same with a half-cosine decay
 The EMA of the generator can start late (`ema_start`, a budget fraction): before it the
 average is the generator itself, so early weights do not linger in it.
+
+The fraction is one number for the whole run: in a multi-process run every process feeds
+the step process 0's (`wgan_gp.stopping.StepAgreement`). A resume continues it from the
+trained seconds the checkpoint carries (the recompilation after a resume is left out of
+them). A resume under another `train_minutes` is refused unless asked for
+(`--change_budget`): then the schedules read the fraction of the new budget from there
+on, and the EMA, once started, continues whatever the new fraction is
+(`fraction_reached`, which the checkpoints carry); `describe_budget_change` says so in
+one line.
 """
 
 import math
+import types
 
 import jax.numpy as jnp
 
@@ -69,3 +79,26 @@ def ema_decay(config, step, fraction):
   if config.ema_start > 0:
     decay = jnp.where(fraction < config.ema_start, 0.0, decay)
   return decay
+
+
+def describe_budget_change(old_minutes: float, config, step: int, trained_seconds: float,
+                           fraction_reached: float) -> str:
+  """The line that says what resuming at `step` under `config.train_minutes` instead of
+  `old_minutes` does to the EMA and the budget schedules."""
+  old = types.SimpleNamespace(num_train_steps=config.num_train_steps, train_minutes=old_minutes)
+  before = budget_fraction(step, trained_seconds, old)
+  after = budget_fraction(step, trained_seconds, config)
+  reached = max(before, fraction_reached)
+  line = (f"changing the budget {old_minutes:g} -> {config.train_minutes:g} min at "
+          f"{trained_seconds / 60:.1f} trained minutes: budget schedules read the fraction of "
+          f"the new budget, {after:.2f} now (was {before:.2f})")
+  for name in ("critic", "generator"):
+    opt = config.optim[name]
+    if opt.schedule in BUDGET_SCHEDULES:
+      line += (f", the {name} rate {float(learning_rate_scale(opt, before)):.2f} -> "
+               f"{float(learning_rate_scale(opt, after)):.2f} of its peak")
+  if config.ema_start > 0 and reached < config.ema_start:
+    line += f"; the EMA has not started: it starts at {config.ema_start:g} of the new budget"
+  else:
+    line += "; the EMA continues as it is (never reset to the generator, whatever the fraction)"
+  return line

@@ -1,6 +1,6 @@
 """Hyperparameter sweeps: a workdir per trial, resumable, and a table of the results.
 
-A sweep file (see experiments/sweeps/) is a Python file that names a base config and the
+A sweep file (see experiments/*/sweeps/) is a Python file that names a base config and the
 overrides to try:
 
     BASE_CONFIG = "configs/toy2d.py:8gaussians"
@@ -14,7 +14,7 @@ overrides to try:
 
 Run it (from the repository root):
 
-    python -m wgan_gp.sweep experiments/sweeps/toy_lambda.py --workdir=runs/toy_lambda
+    python -m wgan_gp.sweep experiments/toy/sweeps/toy_lambda.py --workdir=runs/toy_lambda
 
 Each trial is `python -m wgan_gp.main` in `<workdir>/<trial name>`, whose `command.sh`
 reproduces it and `log.txt` holds its output. A trial is finished once its final
@@ -68,6 +68,10 @@ class SweepError(ValueError):
 
 class SweepStopped(Exception):
   """SIGTERM/SIGINT stopped the sweep; its running trials checkpointed first."""
+
+
+class SweepDiskFull(Exception):
+  """A trial ran out of disk space (exit_codes.DISK_FULL); no further trial was started."""
 
 
 # --------------------------------------------------------------- Describing trials
@@ -343,6 +347,8 @@ def run_sweep(sweep: Sweep, workdir: str, devices: Sequence[str] = (),
 
   With `devices`, up to len(devices) jobs run at once, each seeing only its device.
   SIGTERM/SIGINT stop the runner: each running trial is asked to checkpoint and stop.
+  A trial that runs out of disk space stops the start of further trials (they would fill
+  the same disk); the running ones go on, then SweepDiskFull is raised.
   """
   os.makedirs(workdir, exist_ok=True)
   for trial in sweep.trials:  # refuses workdirs run with other settings, finished or not
@@ -357,11 +363,12 @@ def run_sweep(sweep: Sweep, workdir: str, devices: Sequence[str] = (),
   slots = list(devices) or [None]
   running: list[_Running] = []
   failed = []
+  disk_full = []  # the jobs that ran out of disk space
   stop = StopRequest("stopping the running trials at their next step")
   with stop:
-    while (jobs and not stop.signal) or running:
+    while (jobs and not stop.signal and not disk_full) or running:
       free = [d for d in slots if d not in {r.device for r in running}]
-      while jobs and free and not stop.signal:
+      while jobs and free and not stop.signal and not disk_full:
         running.append(_start(jobs.pop(0), free.pop(0)))
       time.sleep(poll_seconds)
       if stop.signal:
@@ -372,9 +379,15 @@ def run_sweep(sweep: Sweep, workdir: str, devices: Sequence[str] = (),
         running.remove(r)
         r.log.close()
         failed += _finish(r, sweep.evaluate, stopped=stop.signal is not None)
+        if r.process.returncode == exit_codes.DISK_FULL:
+          disk_full.append(r.job.label)
   if failed:
     logging.error("%d trial(s) failed: %s (see their log.txt); a rerun retries them",
                   len(failed), ", ".join(failed))
+  if disk_full:  # before a stop's "rerun": a requeue would meet the same full disk
+    raise SweepDiskFull(
+        f"the disk filled during {', '.join(disk_full)} (see log.txt); no further trial "
+        f"was started: free space in {workdir}, then rerun the same command to resume")
   if stop.signal:
     raise SweepStopped(f"sweep stopped by {stop.signal}; rerun the same command to resume")
   return [_read_done(t) for t in sweep.trials if is_finished(t)]
@@ -415,6 +428,9 @@ def _finish(running: _Running, evaluate, stopped: bool) -> list[str]:
         failed.append(trial.name)
         continue
       logging.info("done %s (%.0f s)", trial.name, seconds)
+    elif code == exit_codes.DISK_FULL:
+      logging.error("%s ran out of disk space; a rerun resumes it once space is freed",
+                    trial.name)
     elif code in (exit_codes.FINISHED, exit_codes.RESUMABLE) or stopped:
       logging.warning("stopped %s before its last step; a rerun resumes it", trial.name)
     else:
@@ -540,7 +556,7 @@ def write_results(sweep: Sweep, workdir: str, records: list[dict],
 def parse_args(argv):
   parser = argparse.ArgumentParser(
       prog="python -m wgan_gp.sweep", description=__doc__.split("\n\n")[0])
-  parser.add_argument("sweep_file", help="a sweep file, e.g. experiments/sweeps/toy_lambda.py")
+  parser.add_argument("sweep_file", help="a sweep file, e.g. experiments/toy/sweeps/toy_lambda.py")
   parser.add_argument("--workdir", required=True,
                       help="the sweep's folder: one subfolder per trial, and the results")
   parser.add_argument("--sort_by", default=None,
@@ -587,6 +603,9 @@ def main(argv=None) -> int:
       return exit_codes.BAD_INPUT
     except SweepStopped as error:
       stopped = error
+    except SweepDiskFull as error:  # no table: it would need the disk space that is gone
+      print(f"error: {error}", file=sys.stderr)
+      return exit_codes.DISK_FULL
   os.makedirs(args.workdir, exist_ok=True)
   records = [_read_done(t) for t in sweep.trials if is_finished(t)]
   print(write_results(sweep, args.workdir, records, sort_by))

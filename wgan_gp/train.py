@@ -10,19 +10,20 @@ import itertools
 import logging
 import math
 import os
+import types
 from typing import NamedTuple
 
 import jax
 import numpy as np
 
-from wgan_gp import models, periodic, visualize
+from wgan_gp import models, periodic, schedules, standing_stats, visualize
 from wgan_gp.console import TrainingProgress
 from wgan_gp.data import create_source
-from wgan_gp.evaluators import ImageEvaluator, ToyEvaluator, parse_metrics
+from wgan_gp.evaluators import GENERATION_BATCH, ImageEvaluator, ToyEvaluator, parse_metrics
 from wgan_gp.gan_state import GANState, create_train_state
 from wgan_gp.iteration import host_metrics, make_train_step
 from wgan_gp.parallel import AXIS_NAME, prefetch_to_devices, replicate, unreplicate
-from wgan_gp.stopping import StopAgreement, StopRequest
+from wgan_gp.stopping import StepAgreement, StopRequest
 from wgan_gp.validation import (IncompatibleCheckpointError, check_workdir, check_workdir_path,
                                 save_config, validate_config)
 from wgan_gp.writers import MetricWriter
@@ -42,9 +43,11 @@ class Resumed(NamedTuple):
   step: int | None  # the checkpoint's step; None for a fresh start
   state: GANState  # on the host
   data_position: int
-  # Wall-clock seconds spent training (compilation included; samples, evaluations and
-  # checkpoints excluded), carried across resumes: the x axis of quality-vs-compute.
+  # Wall-clock seconds spent training (the first compilation included, the recompilation
+  # after each resume, samples, evaluations and checkpoints excluded), carried across
+  # resumes: the x axis of quality-vs-compute.
   training_seconds: float
+  saved: dict = {}  # everything saved beside the state (JSON): position, seconds, ...
 
 
 def resume(checkpointer, fresh_state: GANState, move_damaged: bool = True) -> Resumed:
@@ -60,13 +63,29 @@ def resume(checkpointer, fresh_state: GANState, move_damaged: bool = True) -> Re
   if restored is None:
     return Resumed(None, fresh_state, 0, 0.0)
   step, state, saved = restored
-  return Resumed(step, state, saved["position"], saved.get("training_seconds", 0.0))
+  return Resumed(step, state, saved["position"], saved.get("training_seconds", 0.0), saved)
 
 
-def train_and_evaluate(config, workdir: str) -> GANState:
+def fraction_reached(saved_config: dict | None, config, resumed: Resumed) -> float:
+  """The largest budget fraction the resumed run had reached, under each budget it trained
+  with (0 for a fresh start): the EMA reads at least this (`train_step`), so that a
+  budget changed on resume never restarts an EMA that had started."""
+  if resumed.step is None:
+    return 0.0
+  saved_config = saved_config or {}
+  trained_under = types.SimpleNamespace(**{
+      key: saved_config.get(key, config[key]) for key in ("num_train_steps", "train_minutes")})
+  return max(resumed.saved.get("fraction_reached", 0.0),
+             schedules.budget_fraction(int(resumed.state.step), resumed.training_seconds,
+                                       trained_under))
+
+
+def train_and_evaluate(config, workdir: str, change_budget: bool = False) -> GANState:
   """Trains (resuming from the latest checkpoint in `workdir`) and returns the final state.
 
   Writes metrics.jsonl, TensorBoard events, sample images and checkpoints into `workdir`.
+  A resume under another `config.train_minutes` is refused unless `change_budget`
+  (`schedules.describe_budget_change` says what it does).
   """
   # Orbax only when it is used: importing it logs through absl, which then gives the
   # root logger a handler, so that a CLI's own logging.basicConfig (the sweep's) does nothing.
@@ -79,7 +98,7 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   check_workdir_path(workdir)
   os.makedirs(workdir, exist_ok=True)
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
-  check_workdir(config, workdir, checkpointer)
+  saved_config = check_workdir(config, workdir, checkpointer, change_budget)
   writer = MetricWriter(workdir, enabled=is_main_process, echo=False)  # console: `progress`
   eval_writer = writer.sibling("eval.jsonl")  # same TensorBoard run, its own JSONL
 
@@ -91,9 +110,16 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   sampling_gan = models.build(config.model, source.data_shape, None)
   resumed = resume(checkpointer, create_train_state(config, gan))
   last_checkpoint, data_position = resumed.step, resumed.data_position
+  resumed_from = resumed.step
   seconds_before = resumed.training_seconds
+  reached = fraction_reached(saved_config, config, resumed)
+  compile_seconds_before = resumed.saved.get("resume_compile_seconds", 0.0)
   if last_checkpoint is not None:
     logging.info("Resumed from step %d (data position %d)", last_checkpoint, data_position)
+    old_minutes = (saved_config or {}).get("train_minutes", config.train_minutes)
+    if old_minutes != config.train_minutes:
+      logging.warning("Resuming %s: %s", workdir, schedules.describe_budget_change(
+          old_minutes, config, int(resumed.state.step), seconds_before, reached))
   save_config(config, workdir)  # only now that its checkpoint is known to fit and restore
   start_step = int(resumed.state.step)
   state = replicate(resumed.state)
@@ -104,11 +130,23 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   fixed_noise = jax.random.normal(jax.random.PRNGKey(config.seed + 1),
                                   (config.num_sample_images, gan.z_dim))
   generate = jax.jit(sampling_gan.generate)
+  # Grids and evaluations normalise the EMA generator's BatchNorm by its standing
+  # statistics, as every reported figure does (`wgan_gp.evaluate`, the face protocol):
+  # the run's batch size, standing_stats.NUM_BATCHES batches, seed 0. Once per step.
+  standing = {}
+
+  def standing_at(step, state) -> standing_stats.StandingStats:
+    if step not in standing:
+      standing.clear()
+      standing[step] = standing_stats.compute(sampling_gan, unreplicate(state.ema_g_params),
+                                              config.batch_size)
+    return standing[step]
 
   def write_samples(step, state):
     if not is_main_process or source.on_device:
       return  # the toy figure is written with the evaluation
-    images = np.asarray(generate(unreplicate(state.ema_g_params), fixed_noise))
+    images = np.asarray(generate(unreplicate(state.ema_g_params), fixed_noise,
+                                 standing_at(step, state).stats))
     grid = visualize.image_grid(images)
     visualize.save_png(grid, os.path.join(workdir, "samples", f"step_{step:07d}.png"))
     writer.write_image(step, "samples/ema", grid)
@@ -121,27 +159,34 @@ def train_and_evaluate(config, workdir: str) -> GANState:
                                config.seed) if eval_metrics else None
     if "fid" in eval_metrics:
       best = Checkpointer(os.path.join(workdir, "best"), keep=1)
-  best_fid = best.metadata()["fid"] if best and best.latest_step() is not None else math.inf
+  best_fid, best_norm_stats = math.inf, None
+  if best is not None and best.latest_step() is not None:
+    # A best/ chosen by another kind of figure (batch statistics, before they were
+    # recorded) is replaced by the next evaluation.
+    best_fid, best_norm_stats = best.metadata()["fid"], best.metadata().get("norm_stats")
 
   def evaluate(step, state, data_position, trained_seconds):
     # Every process evaluates (the same numbers): all must take part in a best-checkpoint
     # save. Only process 0 writes.
-    nonlocal best_fid
+    nonlocal best_fid, best_norm_stats
     if evaluator is None:
       return
     g_params = unreplicate(state.ema_g_params)
     if source.on_device:
       results = periodic.evaluate_toy(evaluator, g_params, unreplicate(state.d_params), config,
                                       step, workdir, writer, write_figure=is_main_process)
+      norm_stats = evaluator.describe_norm_stats(g_params)
     else:
-      results = evaluator(g_params)
+      stats = standing_at(step, state)
+      results = evaluator(g_params, stats.stats)
+      norm_stats = standing_stats.describe(sampling_gan, g_params, stats, GENERATION_BATCH)
     if results:
-      eval_writer.write_scalars(step, {**results, "training_seconds": trained_seconds},
-                                prefix="eval/")
+      eval_writer.write_scalars(step, {**results, "norm_stats": norm_stats,
+                                       "training_seconds": trained_seconds}, prefix="eval/")
       progress.evaluated(step, results)
-    if best is not None and results["fid"] < best_fid:
-      best_fid = results["fid"]
-      best.save(step, unreplicate(state), data_position, fid=best_fid,
+    if best is not None and (results["fid"] < best_fid or best_norm_stats != norm_stats):
+      best_fid, best_norm_stats = results["fid"], norm_stats
+      best.save(step, unreplicate(state), data_position, fid=best_fid, norm_stats=norm_stats,
                 training_seconds=trained_seconds)
 
   # --- Loop
@@ -152,6 +197,7 @@ def train_and_evaluate(config, workdir: str) -> GANState:
     batches = prefetch_to_devices(
         source.batches(data_position, config.n_critic, config.batch_size,
                        jax.process_index(), jax.process_count()), config.data.prefetch)
+  prefetch = batches  # closed at the end
   unchecked = []  # (step, device metrics) dispatched but not yet fetched and checked
   window = []  # fetched metrics since the last log line
   clock = periodic.TrainingClock(seconds_before, start_step, config.train_clock)
@@ -165,11 +211,15 @@ def train_and_evaluate(config, workdir: str) -> GANState:
     _check_finite(fetched, last_checkpoint, checkpointer.directory)
     window.extend(m for _, m in fetched)
 
+  resume_compile_record = {}  # for the first log record after a resume
+
   def log_metrics(step):
     """Writes the mean of the window's metrics, with throughput and ETA."""
     if not window:
       return
     summary = periodic.summarize(window, clock.end_window(step), config, step, clock.trained())
+    summary.update(resume_compile_record)
+    resume_compile_record.clear()
     writer.write_scalars(step, summary)
     progress.logged(step, summary)
     window.clear()
@@ -180,22 +230,49 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   if is_main_process and start_step == 0:
     writer.write_text(0, "config", "```\n" + str(config) + "\n```")
   step = start_step
-  stop_agreement = StopAgreement(reason="a signal to another process")
-  budget_agreement = StopAgreement()  # every process stops at the same step
   last_step = config.num_train_steps
   if budget_seconds and clock.seconds_before >= budget_seconds:
     logging.info("The training budget of %g min is spent (%.0f s); nothing to train",
                  config.train_minutes, clock.seconds_before)
     last_step = start_step
+
+  def local_fraction():
+    return clock.trained() / budget_seconds if budget_seconds else 0.0
+
+  # Every process feeds the step process 0's budget fraction (see StepAgreement); the
+  # first step after a start reads the checkpoint's, the same in every process.
+  agreement = StepAgreement(seconds_before / budget_seconds if budget_seconds else 0.0)
+  compile_seconds = 0.0
+
+  def compile_step():
+    """The step compiled ahead, timed. A fresh run counts its compilation as training;
+    after a resume the recompilation is left out of the training time (and recorded), so
+    that the minutes of a resumed run mean what an uninterrupted run's mean."""
+    nonlocal batches, compile_seconds
+    first_batch = next(batches)
+    batches = itertools.chain([first_batch], batches)
+    with (clock.periodic() if resumed_from is not None else clock.measured()) as spent:
+      compiled = p_train_step.compile(state, first_batch, agreement.fraction(local_fraction()),
+                                      reached)
+    compile_seconds = spent.seconds
+    if resumed_from is not None:
+      resume_compile_record["resume_compile_seconds"] = compile_seconds
+    logging.info("Compiled the step in %.1f s (%s)", compile_seconds,
+                 "left out of the training time after a resume" if resumed_from is not None
+                 else "counted as training")
+    clock.start_window(start_step)
+    return compiled
   # One live line on a terminal, a plain line per log step elsewhere.
   progress = TrainingProgress(config.num_train_steps, start_step, enabled=is_main_process,
                               train_minutes=config.train_minutes)
   with StopRequest() as stop_request:
     try:
+      if last_step > start_step:
+        train_step = compile_step()  # a signal meanwhile stops after the first step
       for step in range(start_step + 1, last_step + 1):
         with jax.profiler.StepTraceAnnotation("train", step_num=step):
-          time_fraction = clock.trained() / budget_seconds if budget_seconds else 0.0
-          state, metrics = p_train_step(state, next(batches), time_fraction)
+          time_fraction = agreement.fraction(local_fraction())
+          state, metrics = train_step(state, next(batches), time_fraction, reached)
         unchecked.append((step, metrics))
         progress.advance(step)
         data_position += examples_per_step
@@ -205,15 +282,15 @@ def train_and_evaluate(config, workdir: str) -> GANState:
         if len(in_flight) > 2:
           jax.block_until_ready(in_flight.popleft())
         if step == start_step + 1:
-          # Compilation happens here; keep it out of the steps/s figures.
+          # The first step (its transfers and first batches) stays out of the steps/s.
           fetch_metrics(last_checkpoint)
           window.clear()
-          logging.info("First step (compilation included) took %.1f s",
-                       clock.since_window_start())
+          logging.info("First step took %.1f s", clock.since_window_start())
           clock.start_window(step)
-        stopping = stop_agreement.should_stop(stop_request.signal is not None)
-        budget_spent = budget_agreement.should_stop(
-            bool(budget_seconds) and clock.trained() >= budget_seconds)
+        trained = clock.trained()
+        stopping, budget_spent = agreement.exchange(
+            stop_request.signal is not None, bool(budget_seconds) and trained >= budget_seconds,
+            trained / budget_seconds if budget_seconds else 0.0)
         is_last = step == config.num_train_steps or budget_spent
         work = periodic.due(config, step, is_last, stopping)
         if work.log or work.checkpoint:
@@ -229,8 +306,12 @@ def train_and_evaluate(config, workdir: str) -> GANState:
           if work.evaluate:
             evaluate(step, state, data_position, trained_seconds)
           if work.checkpoint:
-            checkpointer.save(step, unreplicate(state), data_position,
-                              training_seconds=trained_seconds)
+            checkpointer.save(
+                step, unreplicate(state), data_position, training_seconds=trained_seconds,
+                fraction_reached=max(reached, schedules.budget_fraction(step, trained_seconds,
+                                                                        config)),
+                resume_compile_seconds=compile_seconds_before + (
+                    compile_seconds if resumed_from is not None else 0.0))
             last_checkpoint = step
         if budget_spent:
           logging.info("Training budget of %g min spent at step %d", config.train_minutes, step)
@@ -241,8 +322,8 @@ def train_and_evaluate(config, workdir: str) -> GANState:
           break
     finally:
       progress.close()
-      if hasattr(batches, "close"):
-        batches.close()  # stops the prefetch thread
+      if hasattr(prefetch, "close"):
+        prefetch.close()  # stops the prefetch thread
       checkpointer.close()
       if best is not None:
         best.close()

@@ -7,8 +7,8 @@ import os
 import jax
 
 from wgan_gp import augment, losses, periodic
-from wgan_gp.config import check_ranges, get_dotted, to_json
-from wgan_gp.data import TOY_SOURCES, check_source
+from wgan_gp.config import canonical_config, check_ranges, crop_setting, get_dotted, to_json
+from wgan_gp.data import TOY_SOURCES, DataError, check_source, source_image_size
 from wgan_gp.evaluators import check_metrics_available, parse_metrics
 from wgan_gp.files import write_atomically
 from wgan_gp.gan_state import build_gan, make_optimizers
@@ -49,6 +49,7 @@ def check_values(config) -> None:
   something else), then for the first field outside its meaningful range."""
   check_source(config.data.source)
   check_ranges(config)
+  crop_setting(config.data)  # one crop: pixels or a fraction
   if config.train_clock not in periodic.CLOCKS:
     raise ValueError(f"config.train_clock={config.train_clock!r}: expected one of "
                      f"{', '.join(periodic.CLOCKS)}")
@@ -65,18 +66,21 @@ def check_workdir_path(workdir: str) -> None:
     raise ConfigError(f"--workdir={workdir} is a file: pass a folder (a new one, or a run's)")
 
 
-def check_workdir(config, workdir: str, checkpointer) -> None:
-  """Refuses to resume a checkpoint under settings it cannot continue with.
+def check_workdir(config, workdir: str, checkpointer,
+                  change_budget: bool = False) -> dict | None:
+  """Refuses to resume a checkpoint under settings it cannot continue with; returns the
+  saved config.json (None for a fresh start).
 
   Refused: another model, data or optimiser (the state does not fit), another seed (the
-  checkpoint carries its seed's random streams), and any change to a finished run
-  (nothing would train under it, yet config.json would claim it). Other changes, e.g. a
-  learning rate, apply from the resumed step on, and are logged.
+  checkpoint carries its seed's random streams), another `train_minutes` unless
+  `change_budget` (it re-maps the budget schedules and a late EMA), and any change to a
+  finished run (nothing would train under it, yet config.json would claim it). Other
+  changes, e.g. a learning rate, apply from the resumed step on, and are logged.
   """
   path = os.path.join(workdir, "config.json")
   latest = checkpointer.latest_step()
   if latest is None or not os.path.exists(path):
-    return
+    return None
   saved = _read_saved_config(path)
   differences = state_incompatibilities(saved, config)
   if saved.get("seed", config.seed) != config.seed:
@@ -85,7 +89,16 @@ def check_workdir(config, workdir: str, checkpointer) -> None:
     raise IncompatibleCheckpointError(
         f"workdir {workdir} holds a checkpoint from an incompatible config "
         f"({'; '.join(differences)}): use a new --workdir or the original settings")
-  changes = setting_changes(saved, config)
+  old_minutes = saved.get("train_minutes", config.train_minutes)
+  if old_minutes != config.train_minutes and not change_budget:
+    budget = f"a {old_minutes:g}-minute budget" if old_minutes else "no time budget"
+    raise IncompatibleCheckpointError(
+        f"workdir {workdir} holds a run on {budget} and this command gives "
+        f"--config.train_minutes={config.train_minutes:g}: the budget schedules and "
+        "ema_start would read the fraction of the new budget; pass --change_budget to "
+        f"resume under it (one line then says what changes), or --config.train_minutes="
+        f"{old_minutes:g}")
+  changes = setting_changes(saved, config, lambda: source_image_size(config.data))
   if changes and latest >= config.num_train_steps:
     raise IncompatibleCheckpointError(
         f"workdir {workdir} holds a finished run (step {latest}) and this command changes "
@@ -95,6 +108,7 @@ def check_workdir(config, workdir: str, checkpointer) -> None:
   if changes:
     logging.warning("Resuming %s with changed settings, from the resumed step on: %s",
                     workdir, "; ".join(changes))
+  return saved
 
 
 def _read_saved_config(path: str) -> dict:
@@ -146,11 +160,27 @@ def _data_kind(config_dict):
   return "toy" if source in TOY_SOURCES else "images"
 
 
-def setting_changes(saved: dict, config) -> list[str]:
+def setting_changes(saved: dict, config, source_size=None) -> list[str]:
   """Every field where `config` differs from a saved config, as 'key: old -> new'.
 
-  Fields the saved config lacks (added to the code since) are not changes.
+  Fields the saved config lacks (added to the code since) are not changes. Where the
+  crop is written differently (pixels in one, a fraction of the short side in the other,
+  as in runs from before data.crop_fraction), both go through `canonical_config` with the
+  source's image size (`source_size()`, width and height, read only then): the same
+  pixels of the same images are no change, and a real one shows in pixels.
   """
+  current = config.to_dict()
+  framing = ("crop_size", "crop_fraction")
+  if any(get_dotted(saved, f"data.{k}") not in (None, current["data"][k]) for k in framing) \
+      or get_dotted(saved, "data.crop_fraction") is None:
+    size = None
+    if source_size is not None and current["data"]["source"] not in TOY_SOURCES:
+      try:
+        size = source_size()
+      except DataError:  # the data is missing: reading it says so, with the fix
+        pass
+    if size is not None or current["data"]["source"] in TOY_SOURCES:
+      saved, current = canonical_config(saved, size), canonical_config(current, size)
   def flatten(d, prefix=""):
     for key, value in d.items():
       if isinstance(value, dict):
@@ -158,5 +188,5 @@ def setting_changes(saved: dict, config) -> list[str]:
       else:
         yield prefix + key, value
   old = dict(flatten(saved))
-  return [f"{key}: {old[key]!r} -> {value!r}" for key, value in flatten(config.to_dict())
+  return [f"{key}: {old[key]!r} -> {value!r}" for key, value in flatten(current)
           if key in old and old[key] != value]

@@ -27,6 +27,7 @@ checkpoints/), so a trial can be continued on its own with the single-run comman
 """
 
 import collections
+import contextlib
 import copy
 import functools
 import json
@@ -39,7 +40,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from wgan_gp import exit_codes, gan_state, iteration, periodic, train, validation
+from wgan_gp import exit_codes, gan_state, iteration, periodic, train, validation, workdir_lock
 from wgan_gp.config import get_dotted, load_config
 from wgan_gp.data import create_source
 from wgan_gp.evaluators import ToyEvaluator
@@ -93,7 +94,8 @@ class VectorizedTrials:
     swept = [f for f in ARRAY_FIELDS if f != "seed" and any(f in t for t in trials)]
     self.hparams = {f: jnp.asarray([get_dotted(c.to_dict(), f) for c in self.configs], jnp.float32)
                     for f in swept}
-    self._step = jax.jit(jax.vmap(self._one_trial), donate_argnums=(0,))
+    # The budget fraction is one for all trials: they share a clock.
+    self._step = jax.jit(jax.vmap(self._one_trial, in_axes=(0, 0, None)), donate_argnums=(0,))
 
   @property
   def num_trials(self) -> int:
@@ -103,14 +105,17 @@ class VectorizedTrials:
     """The K initial states, stacked (each from its trial's seed)."""
     return stack([gan_state.create_train_state(c, self.gan) for c in self.configs])
 
-  def step(self, states: gan_state.GANState, hparams: dict | None = None):
-    """One training iteration of every trial: (states, metrics of shape [K])."""
-    return self._step(states, self.hparams if hparams is None else hparams)
+  def step(self, states: gan_state.GANState, hparams: dict | None = None,
+           time_fraction: float = 0.0):
+    """One training iteration of every trial: (states, metrics of shape [K]).
+    `time_fraction`: the fraction of `train_minutes` spent, as in a single run's step."""
+    return self._step(states, self.hparams if hparams is None else hparams,
+                      jnp.float32(time_fraction))
 
-  def _one_trial(self, state, hparams):
+  def _one_trial(self, state, hparams, time_fraction):
     step = functools.partial(iteration.train_step, gan=self.gan, config=self.config,
                              sample_real=self.source.sample, axis_name=AXIS_NAME,
-                             hparams=hparams)
+                             hparams=hparams, time_fraction=time_fraction)
     # The step averages over a device axis; a trial occupies one "device", an axis of
     # size 1 here, so its collectives are identities.
     on_one_device = jax.vmap(lambda s: step(s, None), axis_name=AXIS_NAME)
@@ -131,7 +136,24 @@ def train_and_evaluate_trials(config, trials: Sequence[dict], workdirs: Sequence
   Resumes when every workdir holds a checkpoint of the same step. A trial that goes
   non-finite stops being checkpointed (its last good checkpoint stays) while the others
   go on; it ends without a final checkpoint, so a sweep reports it as failed.
+
+  Holds every workdir's lock (`wgan_gp.workdir_lock`, as `python -m wgan_gp.main` does)
+  for the run: `WorkdirInUseError` if another run holds one, before anything is written.
+  `train_minutes` is a budget of the shared clock: all trials stop together when the K
+  of them have trained that long, and budget schedules and `ema_start` read its fraction.
   """
+  if len(set(map(os.path.realpath, workdirs))) != len(workdirs):
+    raise ValueError(f"the trials' workdirs {list(workdirs)} are not all different: give "
+                     "each trial its own")
+  for workdir in workdirs:
+    validation.check_workdir_path(workdir)
+  with contextlib.ExitStack() as locks:
+    for workdir in workdirs:
+      locks.enter_context(workdir_lock.hold(workdir))
+    return _train_and_evaluate_trials(config, trials, workdirs)
+
+
+def _train_and_evaluate_trials(config, trials: Sequence[dict], workdirs: Sequence[str]):
   # Orbax only when it is used, as in train.train_and_evaluate.
   from wgan_gp.checkpoint import Checkpointer, NonFiniteStateError
 
@@ -181,8 +203,9 @@ def train_and_evaluate_trials(config, trials: Sequence[dict], workdirs: Sequence
     results = periodic.evaluate_toy(evaluators[k], state.ema_g_params, state.d_params, config,
                                     step, workdirs[k], writers[k])
     if results:
-      eval_writers[k].write_scalars(step, {**results, "training_seconds": trained_seconds},
-                                    prefix="eval/")
+      norm_stats = evaluators[k].describe_norm_stats(state.ema_g_params)
+      eval_writers[k].write_scalars(step, {**results, "norm_stats": norm_stats,
+                                           "training_seconds": trained_seconds}, prefix="eval/")
 
   def log_metrics(step, window):
     """One log record per trial; a trial that went non-finite is checkpointed no more."""
@@ -202,12 +225,19 @@ def train_and_evaluate_trials(config, trials: Sequence[dict], workdirs: Sequence
   window = []  # device metrics since the last log line
   in_flight = collections.deque()  # as in train.py: at most two steps ahead of the device
   clock = periodic.TrainingClock(seconds_before, start_step, config.train_clock)
+  budget_seconds = 60.0 * config.train_minutes
+  last_step = config.num_train_steps
+  if budget_seconds and clock.seconds_before >= budget_seconds:
+    logging.info("The training budget of %g min is spent (%.0f s); nothing to train",
+                 config.train_minutes, clock.seconds_before)
+    last_step = start_step
   logging.info("Training %d trials together, steps %d..%d", vec.num_trials, start_step + 1,
                config.num_train_steps)
   with StopRequest() as stop_request:
     try:
-      for step in range(start_step + 1, config.num_train_steps + 1):
-        states, metrics = vec.step(states)
+      for step in range(start_step + 1, last_step + 1):
+        time_fraction = clock.trained() / budget_seconds if budget_seconds else 0.0
+        states, metrics = vec.step(states, time_fraction=time_fraction)
         window.append(metrics)
         data_position += examples_per_step
         in_flight.append(metrics)
@@ -220,7 +250,9 @@ def train_and_evaluate_trials(config, trials: Sequence[dict], workdirs: Sequence
           window = []
           clock.start_window(step)
         stopping = stop_request.signal is not None
-        work = periodic.due(config, step, step == config.num_train_steps, stopping)
+        budget_spent = bool(budget_seconds) and clock.trained() >= budget_seconds
+        work = periodic.due(config, step, step == config.num_train_steps or budget_spent,
+                            stopping)
         # Metrics are checked before every checkpoint: a non-finite state is never saved.
         if window and (work.log or work.checkpoint):
           log_metrics(step, window)
@@ -237,6 +269,9 @@ def train_and_evaluate_trials(config, trials: Sequence[dict], workdirs: Sequence
               except NonFiniteStateError as error:  # metrics finite, the state not
                 healthy[k] = False
                 logging.error("trial %s: %s; the other trials go on", workdirs[k], error)
+        if budget_spent:
+          logging.info("Training budget of %g min spent at step %d", config.train_minutes, step)
+          break
         if stopping:
           logging.warning("Stopped by %s at step %d; checkpoints saved", stop_request.signal,
                           step)
@@ -265,7 +300,8 @@ def main(argv=None) -> int:
   try:
     _, healthy = train_and_evaluate_trials(config, [array for _, array in split],
                                            [t["workdir"] for t in spec["trials"]])
-  except (validation.ConfigError, validation.IncompatibleCheckpointError, ValueError) as error:
+  except (validation.ConfigError, validation.IncompatibleCheckpointError, ValueError,
+          workdir_lock.WorkdirInUseError) as error:
     print(f"error: {error}", file=sys.stderr)
     return exit_codes.BAD_INPUT
   return exit_codes.FINISHED if all(healthy) else exit_codes.NON_FINITE

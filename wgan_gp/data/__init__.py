@@ -13,19 +13,21 @@ import logging
 
 import numpy as np
 
+from wgan_gp.config import crop_setting
 from wgan_gp.data.cache import CachedImages
-from wgan_gp.data.images import DataError, load_images
+from wgan_gp.data.images import DataError, first_image_size, list_images, load_images
 from wgan_gp.data.pipeline import host_batches
 from wgan_gp.data.toy import DISTRIBUTIONS as TOY_SOURCES, ToySource
 
-__all__ = ["DataError", "IMAGE_LOADERS", "ImageSource", "SOURCES", "TOY_SOURCES", "ToySource",
-           "check_source", "create_source", "data_shape"]
+__all__ = ["DataError", "IMAGE_LOADERS", "IMAGE_SIZES", "ImageSource", "SOURCES", "TOY_SOURCES",
+           "ToySource", "check_source", "create_source", "data_shape", "source_image_size"]
 
 
 def _load_folder(data_config) -> CachedImages:
   """A folder, .zip or .tar of JPEG/PNG files at `data.path`."""
-  return load_images(data_config.path, data_config.crop_size, data_config.image_size,
-                     data_config.cache_dir, data_config.decode_workers)
+  crop_size, crop_fraction = crop_setting(data_config)
+  return load_images(data_config.path, crop_size, data_config.image_size,
+                     data_config.cache_dir, data_config.decode_workers, crop_fraction)
 
 
 def _load_tfds(data_config) -> CachedImages:
@@ -34,8 +36,21 @@ def _load_tfds(data_config) -> CachedImages:
   return load_celeba_tfds(data_config)
 
 
+def _folder_image_size(data_config) -> tuple[int, int]:
+  path = data_config.path
+  return first_image_size(path, list_images(path))
+
+
+def _tfds_image_size(data_config) -> tuple[int, int]:
+  from wgan_gp.data.celeba_tfds import celeba_tfds_image_size
+  return celeba_tfds_image_size(data_config)
+
+
 # data.source -> the loader of its decoded uint8 images (a CachedImages).
 IMAGE_LOADERS = {"images": _load_folder, "tfds": _load_tfds}
+# data.source -> (width, height) of its source images, against which a crop_fraction
+# resolves to pixels (the first image's; reads a header, not the dataset).
+IMAGE_SIZES = {"images": _folder_image_size, "tfds": _tfds_image_size}
 SOURCES = (*TOY_SOURCES, *IMAGE_LOADERS)
 
 
@@ -80,6 +95,15 @@ def create_source(data_config, seed: int):
   logging.info("%d images of %dx%d from %s", len(cached.images), data_config.image_size,
                data_config.image_size, data_config.path or "TFDS celeb_a")
   return ImageSource(cached.images, seed, cached.identity)
+
+
+def source_image_size(data_config) -> tuple[int, int] | None:
+  """(width, height) of the source images that the crop resolves against; None for the
+  2-D toy distributions, which have no crop."""
+  check_source(data_config.source)
+  if data_config.source in TOY_SOURCES:
+    return None
+  return IMAGE_SIZES[data_config.source](data_config)
 
 
 def data_shape(data_config) -> tuple[int, ...]:

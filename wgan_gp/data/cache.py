@@ -1,9 +1,11 @@
 """Decoded-image caches: uint8 [N, S, S, 3] on disk, memory-mapped.
 
 Epochs after the first never touch JPEG. A cache is keyed by everything that shapes its
-content (the source's identity, crop, size, resampling), so a cache built under other
-settings is never misused: another key, another file. A cache is written to a temporary
-name and renamed only when complete, with its metadata last, so an interrupted first pass
+content (the source's identity, the decoder's version, the crop in pixels as resolved
+for the source's images, size, resampling), so a cache built under other settings is
+never misused: another key, another file; and the same framing, written as pixels or as a
+fraction of the short side, shares one cache. A cache is written to a temporary name and
+renamed only when complete, with its metadata last, so an interrupted first pass
 leaves no cache that looks valid.
 """
 

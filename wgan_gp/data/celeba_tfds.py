@@ -11,8 +11,10 @@ import os
 
 from PIL import Image
 
+from wgan_gp.config import crop_setting
 from wgan_gp.data.cache import CachedImages, load_or_build
-from wgan_gp.data.images import RESAMPLE_NAME, DataError, crop_and_resize, decode_into
+from wgan_gp.data.images import (RESAMPLE_NAME, DataError, crop_and_resize, dataset_crop,
+                                 decode_into)
 
 MANUAL_FILES = ("img_align_celeba.zip", "list_eval_partition.txt", "list_attr_celeba.txt",
                 "list_landmarks_align_celeba.txt", "identity_CelebA.txt")
@@ -53,6 +55,25 @@ def _prepared_builder(data_config):
   return builder
 
 
+def _image_size(builder, dataset_of_split) -> tuple[int, int]:
+  """(width, height) of the split's images: the feature's shape (178×218 for celeb_a),
+  else the first image's."""
+  height, width = builder.info.features["image"].shape[:2]
+  if height is None or width is None:
+    import tensorflow_datasets as tfds
+    dataset = dataset_of_split()
+    first = next(iter(tfds.as_numpy(dataset.take(1))))["image"]
+    height, width = first.shape[:2]
+  return int(width), int(height)
+
+
+def celeba_tfds_image_size(data_config) -> tuple[int, int]:
+  """(width, height) of the celeb_a images that the crop resolves against."""
+  builder = _prepared_builder(data_config)
+  return _image_size(builder, lambda: builder.as_dataset(split=data_config.tfds_split,
+                                                         shuffle_files=False))
+
+
 def load_celeba_tfds(data_config) -> CachedImages:
   """The split's images, cropped and resized like the image-folder path, uint8 [N, S, S, 3]."""
   builder = _prepared_builder(data_config)
@@ -64,15 +85,16 @@ def load_celeba_tfds(data_config) -> CachedImages:
                     "'train', 'validation', 'test' or a TFDS slice such as 'train[:10%]'") \
         from None
   num_images = int(dataset.cardinality())
+  crop_size = dataset_crop(*crop_setting(data_config), *_image_size(builder, lambda: dataset))
   fields = {"kind": "tfds", "dataset": "celeb_a", "version": str(builder.info.version),
             "data_dir": os.path.abspath(builder.data_dir), "split": split,
-            "num_images": num_images, "crop_size": data_config.crop_size,
+            "num_images": num_images, "crop_size": crop_size,
             "image_size": data_config.image_size, "resample": RESAMPLE_NAME}
 
   def fill(out, progress):
     import tensorflow_datasets as tfds
     images = tfds.as_numpy(dataset.map(lambda example: example["image"]))
-    convert = lambda pixels: crop_and_resize(Image.fromarray(pixels), data_config.crop_size,
+    convert = lambda pixels: crop_and_resize(Image.fromarray(pixels), crop_size,
                                              data_config.image_size)
     return decode_into(out, ((str(i), pixels) for i, pixels in enumerate(images)), convert,
                        data_config.decode_workers, progress)

@@ -1,7 +1,8 @@
 """Images from a folder, a .zip or a .tar of JPEG/PNG files (no TensorFlow).
 
-Each image is decoded once: centre-cropped (`crop_size` px of the source), resized to
-`image_size` and kept as uint8 [N, S, S, 3]. Scaling to [−1, 1] happens on the device,
+Each image is decoded once: centre-cropped (`crop_size` px of the source, or
+`crop_fraction` of its short side, resolved to pixels once per dataset against its first
+image), resized to `image_size` and kept as uint8 [N, S, S, 3]. Scaling to [−1, 1] happens on the device,
 inside the step, so the host moves a quarter of the bytes.
 """
 
@@ -20,6 +21,7 @@ from typing import Callable, Iterator
 import numpy as np
 from PIL import Image
 
+from wgan_gp.config import resolve_crop, small_crop_warning
 from wgan_gp.console import ProgressBar
 from wgan_gp.data.cache import CachedImages, load_or_build
 from wgan_gp.data.errors import DataError
@@ -27,6 +29,15 @@ from wgan_gp.data.errors import DataError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 RESAMPLE = Image.Resampling.BICUBIC  # antialiased when downscaling, as Pillow resizes
 RESAMPLE_NAME = "pillow-bicubic"
+# The decoder's version, part of a decoded cache's key (and so of the FID statistics keyed
+# by it): bump it when decoding changes the pixels of some file, so no cache the old
+# decoder built is reused. 1: Pillow's convert (16-bit greyscale clipped to white);
+# 2: `to_rgb` scales it to 8 bits.
+DECODER_VERSION = 2
+# The version each kind's keys imply without naming it: folder keys predate version 2;
+# archives are keyed by their bytes since after it. Named only above that, so an archive's
+# identity (and its FID statistics, still right) stays as it was.
+_IMPLIED_DECODER = {"folder": 1, "archive": 2}
 
 
 def _is_image_name(name: str) -> bool:
@@ -126,7 +137,8 @@ class ImageTooSmallError(DataError):
   def __init__(self, crop_size: int, width: int, height: int):
     super().__init__(
         f"data.crop_size={crop_size} exceeds the image size {width}x{height}: use a crop "
-        "that fits (e.g. 108 for CelebA 178x218, 54 for the 89x109 half-size copy) or 0")
+        "that fits, or data.crop_size=0 and a data.crop_fraction of the short side "
+        "(CelebA's face framing at any resolution: 0.6067)")
     self.crop_size, self.size = crop_size, f"{width}x{height}"
 
 
@@ -228,7 +240,8 @@ def source_fields(path: str) -> dict:
   modification time: a copy, or the same file remounted, then reuses the decoded cache
   and the FID statistics keyed by it. A folder of loose files is keyed by its names,
   sizes and modification times: hashing each file of a 200,000-image folder on every
-  start would cost more than it saves.
+  start would cost more than it saves. Both name `DECODER_VERSION` once it is newer
+  than the one their keys imply (`_IMPLIED_DECODER`).
   """
   path = os.path.abspath(path)
   if os.path.isdir(path):
@@ -236,21 +249,67 @@ def source_fields(path: str) -> dict:
     for name in list_images(path):
       stat = os.stat(os.path.join(path, name))
       digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return {"kind": "folder", "path": path, "files": digest.hexdigest()}
+    return _with_decoder({"kind": "folder", "path": path, "files": digest.hexdigest()})
   digest = hashlib.sha256()
   with open(path, "rb") as f:
     for chunk in iter(lambda: f.read(1 << 22), b""):
       digest.update(chunk)
-  return {"kind": "archive", "sha256": digest.hexdigest()}
+  return _with_decoder({"kind": "archive", "sha256": digest.hexdigest()})
+
+
+def _with_decoder(fields: dict) -> dict:
+  if DECODER_VERSION > _IMPLIED_DECODER[fields["kind"]]:
+    fields["decoder"] = DECODER_VERSION
+  return fields
+
+
+def first_image_size(path: str, names: list[str]) -> tuple[int, int]:
+  """(width, height) of the first of `names` that opens (its header only)."""
+  items = iterate_image_bytes(path, names)
+  try:
+    for name, data in items:
+      try:
+        with Image.open(io.BytesIO(data)) as image:
+          return image.size
+      except Exception:  # unreadable: decoding skips it too
+        continue
+  finally:
+    items.close()
+  raise DataError(f"none of the {len(names)} image files in {path!r} could be decoded: "
+                  "check that they are valid JPEG/PNG files")
+
+
+def dataset_crop(crop_size: int, crop_fraction: float, width: int, height: int,
+                 flag_prefix: str = "--config.data.") -> int:
+  """The crop in pixels for a dataset of width×height images (`resolve_crop`), with a
+  warning when it leaves a patch of them."""
+  warning = small_crop_warning(crop_size, crop_fraction, width, height, flag_prefix)
+  if warning:
+    logging.warning(warning)
+  return resolve_crop(crop_size, crop_fraction, width, height)
+
+
+def _resolved_crop(path, names, crop_size, crop_fraction, image_size, keep_sized=False,
+                   flag_prefix="--config.data."):
+  if not (crop_size or crop_fraction):
+    return 0  # the largest centred square of each image
+  width, height = first_image_size(path, names)
+  if keep_sized and (width, height) == (image_size, image_size):
+    return crop_size or 0  # generated samples: kept as they are
+  return dataset_crop(crop_size, crop_fraction, width, height, flag_prefix)
 
 
 def load_images(path: str, crop_size: int, image_size: int, cache_dir: str = "",
-                workers: int = 0) -> CachedImages:
+                workers: int = 0, crop_fraction: float = 0.0) -> CachedImages:
   """Every image under `path`, cropped and resized: uint8 [N, S, S, 3], memory-mapped.
 
+  The crop is `crop_size` pixels or `crop_fraction` of the short side (one of them; both
+  0: the largest centred square), resolved to pixels against the first image; the cache
+  is keyed by those pixels, so the same framing shares a cache however it is expressed.
   Decoded once into the cache; later calls with the same settings read the cache.
   """
   names = list_images(path)
+  crop_size = _resolved_crop(path, names, crop_size, crop_fraction, image_size)
   fields = {**source_fields(path), "crop_size": crop_size, "image_size": image_size,
             "resample": RESAMPLE_NAME}
 
@@ -260,13 +319,16 @@ def load_images(path: str, crop_size: int, image_size: int, cache_dir: str = "",
   return load_or_build(cache_dir, fields, len(names), image_size, fill)
 
 
-def read_images(path: str, crop_size: int, image_size: int, workers: int = 0) -> np.ndarray:
+def read_images(path: str, crop_size: int, image_size: int, workers: int = 0,
+                crop_fraction: float = 0.0, flag_prefix: str = "--") -> np.ndarray:
   """As `load_images`, into memory and with no cache: for one-off reads (`wgan_gp.fid`).
 
-  Images already `image_size` square are kept as they are, whatever `crop_size`: one
+  Images already `image_size` square are kept as they are, whatever the crop: one
   command can then read generated samples and the photos they are compared with.
   """
   names = list_images(path)
+  crop_size = _resolved_crop(path, names, crop_size, crop_fraction, image_size,
+                             keep_sized=True, flag_prefix=flag_prefix)
   out = np.empty((len(names), image_size, image_size, 3), np.uint8)
   with ProgressBar(len(names), f"Decoding {path}") as progress:
     count = _decode_files_into(out, path, names, crop_size, image_size, workers,
