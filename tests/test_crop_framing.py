@@ -233,3 +233,17 @@ def test_an_export_records_the_framing(tmp_path):
   assert record == {"image_size": 64, "crop_size": 0, "crop_fraction": FACE_CROP_FRACTION}
   legacy = {"image_size": 64, "crop_size": 54}  # a shipped info.json from before
   assert pretrained.legacy_data_record(legacy) == {**legacy, "crop_fraction": 0.0}
+
+
+@pytest.mark.slow
+def test_the_cpu_recipe_trains_on_the_face_of_full_size_images_through_main(tmp_path):
+  """The battery's case: `:cpu` on 178×218 CelebA-shaped images used to train on a 54 px
+  patch with no word. Through `main`, it now crops 108 px, and warns of nothing."""
+  from test_main import _run_main
+  folder = _write_folder(tmp_path / "img_align_celeba", _faces(12, size=(178, 218)))
+  result = _run_main("celeba64.py:cpu,smoke", tmp_path / "run", "--config.data.source=images",
+                     f"--config.data.path={folder}", f"--config.data.cache_dir={tmp_path / 'cache'}")
+  assert _cache_crops(tmp_path / "cache") == [108]
+  assert "a patch, not a face" not in result.stderr
+  saved = json.loads((tmp_path / "run" / "config.json").read_text())
+  assert crop_setting(saved["data"]) == (0, FACE_CROP_FRACTION)

@@ -288,8 +288,10 @@ def _ignore_late_reads_of_failed_restores() -> None:
   previous_excepthook = sys.excepthook
 
   def late_read(error) -> bool:
-    return _from_orbax(error) or (isinstance(error, RuntimeError)
-                                  and str(error) == "Event loop is closed")
+    # A read that fails inside TensorStore reaches asyncio with no orbax frame in its
+    # traceback; TensorStore's errors name their spec.
+    return (_from_orbax(error) or "tensorstore_spec" in str(error)
+            or (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"))
 
   def hook(unraisable):
     if not late_read(unraisable.exc_value):
