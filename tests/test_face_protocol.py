@@ -18,7 +18,7 @@ from conftest import CONFIGS, REPO_ROOT, subprocess_env
 from wgan_gp import data, exit_codes, face_protocol, gan_state, pretrained
 from wgan_gp.checkpoint import Checkpointer
 from wgan_gp.config import base_config, load_config, to_json
-from wgan_gp.metrics import fid
+from wgan_gp.metrics import fid, fid_infinity
 from wgan_gp.runs import load_run
 
 
@@ -166,6 +166,13 @@ def _check_figures(row, source, extractor):
   assert old["reference_images"] == len(features)
   for key, value in want.items():
     assert old[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+  # FID against N from the same generated features (no other Inception pass): at fifths
+  # of N, the last the row's FID, each below N the mean of its seeded subsets' FIDs.
+  curve = row["fid_vs_n"]
+  assert curve == fid_infinity.fid_vs_n(fid.ReferenceStats.from_features(features[half_a]),
+                                        generated)
+  assert curve["n"] == fid_infinity.default_sizes(row["num_samples"]) and len(curve["n"]) == 5
+  assert curve["fid"][-1] == pytest.approx(row["fid"], rel=1e-6)
 
 
 def _tiny_run(tmp_path, folder):

@@ -89,6 +89,24 @@ def test_a_config_lever_sets_the_config():
   assert config.model.conv_fold == "none"
 
 
+def test_the_critic_step_levers_set_top_level_and_nested_fields_together():
+  config = _config()
+  speed_levers._apply_lever(speed_levers.LEVERS["one_to_one_width_32"][2], config)
+  assert (config.n_critic, config.model.width, config.loss.gp_every) == (1, 32, 1)
+  config = _config()
+  speed_levers._apply_lever(speed_levers.LEVERS["lazy_width_32"][2], config)
+  assert (config.loss.gp_every, config.model.width) == (2, 32)
+
+
+def test_the_no_penalty_lever_leaves_the_penalty_out(monkeypatch):
+  monkeypatch.setattr(losses, "wgan_gp_critic_loss", losses.wgan_gp_critic_loss)
+  speed_levers._apply_lever(speed_levers.LEVERS["no_penalty"][2], _config())
+  critic = lambda x: jnp.sum(x, axis=1)
+  loss, metrics = losses.wgan_gp_critic_loss(critic, jnp.ones((2, 3)), jnp.zeros((2, 3)),
+                                             jnp.full((2,), 0.5), 10.0)
+  assert float(loss) == -3.0 and "gradient_penalty" not in metrics
+
+
 def test_unknown_lever_is_refused():
   with pytest.raises(SystemExit, match="unknown levers"):
     speed_levers.main(speed_levers.parse_args(["--levers", "warp_drive"]))

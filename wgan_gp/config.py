@@ -40,6 +40,13 @@ def base_config() -> ml_collections.ConfigDict:
   # two, the other to 0; both 0: the largest centred square.
   config.data.crop_size = 0
   config.data.random_flip = False  # horizontal flips, drawn per sample on the device
+  # Images held out of training (image data only; 0: none): issue #35's overfitting
+  # check, measured before it is treated. Each evaluation records the critic's mean score
+  # on them and on as many fixed training images (eval/critic_score_{train,holdout,gap});
+  # a gap that grows over the run is the critic memorising its training images. The same
+  # images for every seed and arm: a fixed permutation of the decoded dataset
+  # (wgan_gp/data/holdout.py), drawn after the decoded cache, which stays shared.
+  config.data.holdout = 0
   # Decoded images are cached here as uint8, keyed by source, crop and size
   # (empty: $XDG_CACHE_HOME/wgan_gp/decoded, else ~/.cache/wgan_gp/decoded).
   config.data.cache_dir = ""
@@ -64,6 +71,10 @@ def base_config() -> ml_collections.ConfigDict:
   # 'none' (wgan_gp/conv.py). The same values, a different speed.
   config.model.conv_fold = "thin"
   config.model.compute_dtype = "float32"  # or 'bfloat16' (params stay float32)
+  # PGGAN's minibatch standard deviation ('dcgan', 'resnet'): the critic sees its batch's
+  # feature spread, a cue against mode collapse, taken outside the per-sample penalty and
+  # held fixed there so that the penalty stays exact (wgan_gp/losses.py).
+  config.model.minibatch_stddev = False
 
   config.loss = ml_collections.ConfigDict()
   # 'wgan-gp', 'wgan-clip' (the original WGAN: weights clipped to ±clip_value; use it
@@ -74,6 +85,11 @@ def base_config() -> ml_collections.ConfigDict:
   # Weight of Karras et al. (2018)'s ε-drift term, drift_weight·E[D(real)²] (they use
   # 0.001): keeps the critic's scores from drifting far from 0 (WGAN-GP only; 0: off).
   config.loss.drift_weight = 0.0
+  # The lazy penalty: the penalty (weighted λ·gp_every) on every gp_every-th critic
+  # update only, as StyleGAN2 regularises R1 every 16 minibatches; the updates between
+  # skip its double backward. It must divide n_critic, so that which updates carry it is
+  # fixed at compile time (wgan_gp/iteration.py). 1: every update (the paper).
+  config.loss.gp_every = 1
   # Differentiable augmentation of everything the critic sees (wgan_gp/augment.py): a
   # comma-separated subset of 'color,translation,cutout' (empty: none).
   config.augment = ""
@@ -114,6 +130,11 @@ def base_config() -> ml_collections.ConfigDict:
   # Fraction of the training budget before the EMA starts averaging (until then it is
   # the generator itself), so that early weights do not linger in it; 0: from the start.
   config.ema_start = 0.0
+  # An EMA whose half-life grows with the images seen (StyleGAN2-ADA): half-life
+  # min(ema_halflife_images, ema_rampup × images seen), in generator images, from the
+  # first step; it replaces ema_decay and ema_start. 0: off (ema_decay, ema_start).
+  config.ema_halflife_images = 0.0
+  config.ema_rampup = 0.05  # the half-life's share of the images seen, early on
 
   config.log_every = 100
   config.sample_every = 1000
@@ -143,6 +164,7 @@ NUMERIC_RANGES = {
     "data.crop_fraction": (lambda v: 0 <= v <= 1, "in [0, 1] (0: data.crop_size decides)"),
     "data.decode_workers": (lambda v: v >= 0, ">= 0 (0: one per CPU core)"),
     "data.prefetch": _AT_LEAST_0,
+    "data.holdout": (lambda v: v >= 0, ">= 0 (0: no holdout)"),
     "model.z_dim": _AT_LEAST_1,
     "model.width": _AT_LEAST_1,
     "model.mlp_depth": _AT_LEAST_1,
@@ -154,6 +176,9 @@ NUMERIC_RANGES = {
     "train_minutes": (lambda v: v >= 0, ">= 0 (0: no limit)"),
     "ema_decay": _FRACTION,
     "ema_start": _FRACTION,
+    "ema_halflife_images": (lambda v: 0 <= v <= _FLOAT32_MAX, ">= 0 (0: ema_decay decides)"),
+    "ema_rampup": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "loss.gp_every": _AT_LEAST_1,
     "loss.drift_weight": (lambda v: 0 <= v <= _FLOAT32_MAX, ">= 0 (0: no drift term)"),
     "log_every": _AT_LEAST_1,
     "sample_every": _AT_LEAST_1,
@@ -227,6 +252,31 @@ def small_crop_warning(crop_size: int, crop_fraction: float, width: int, height:
           f"{flag_prefix}crop_size=0 ({face} px here)")
 
 
+# Fields added after runs were recorded, with the value that does what the code did before
+# them: a saved config that lacks one ran with that value (resuming and the recipe tests
+# read it so; `with_later_fields`).
+LATER_FIELD_DEFAULTS = {
+    "data.holdout": 0,
+    "model.minibatch_stddev": False,
+    "loss.gp_every": 1,
+    "ema_halflife_images": 0.0,
+    "ema_rampup": 0.05,
+}
+
+
+def with_later_fields(config_dict: dict) -> dict:
+  """A saved config (as a dict) with each of LATER_FIELD_DEFAULTS it lacks filled in."""
+  filled = json.loads(json.dumps(config_dict))
+  for key, value in LATER_FIELD_DEFAULTS.items():
+    *parents, leaf = key.split(".")
+    node = filled
+    for part in parents:
+      node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+      node.setdefault(leaf, value)
+  return filled
+
+
 def canonical_config(config_dict: dict, source_size: tuple[int, int] | None) -> dict:
   """A config (as a dict) with its framing of the data in one form, so that two configs
   that crop the same pixels of the same data compare equal however they express it.
@@ -234,10 +284,11 @@ def canonical_config(config_dict: dict, source_size: tuple[int, int] | None) -> 
   The crop becomes pixels for `source_size` (width, height of the source images) in
   data.crop_size, with data.crop_fraction 0; a config from before crop_fraction (crop_size
   only, in pixels) gets the field. For 2-D toy data, or no `source_size`, the crop
-  frames nothing and reads as unset. Resuming compares configs in this form
+  frames nothing and reads as unset. Fields added since get the values that the code had
+  before them (LATER_FIELD_DEFAULTS). Resuming compares configs in this form
   (wgan_gp/validation.py), and so does tests/test_faces_recipe.py against committed runs.
   """
-  canonical = json.loads(json.dumps(config_dict))
+  canonical = with_later_fields(config_dict)
   data = canonical.get("data")
   if not isinstance(data, dict):
     return canonical

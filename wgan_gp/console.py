@@ -265,3 +265,20 @@ class TrainingProgress:
     if self._task is not None:
       _display.remove(self._task)
       self._task = None
+
+
+def run_measurement_cli(main, argv=None) -> int:
+  """`main(argv)` of a measuring command (the face protocol, the memorisation check):
+  progress as log lines on stderr, and a missing run, generator, data or weights as one
+  line and exit code 2 (`wgan_gp.exit_codes.BAD_INPUT`)."""
+  from wgan_gp import exit_codes  # noqa: PLC0415  (console is imported by the loop early)
+  # Orbax's import gave the root logger a handler already: replace it. Orbax logs through
+  # absl, down to warnings that a read-only restore is read-only: errors only.
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
+                      datefmt="%H:%M:%S", force=True)
+  logging.getLogger("absl").setLevel(logging.ERROR)
+  try:
+    return main(argv)
+  except (FileNotFoundError, ValueError) as error:  # DataError, WeightsError among them
+    print(f"error: {error}", file=sys.stderr)
+    return exit_codes.BAD_INPUT

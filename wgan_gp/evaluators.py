@@ -12,6 +12,7 @@ import jax
 import numpy as np
 
 from wgan_gp import standing_stats, visualize
+from wgan_gp.iteration import _to_unit_range  # the step's conversion of real images
 from wgan_gp.metrics import fid, inception
 from wgan_gp.metrics.inception_score import inception_score
 from wgan_gp.metrics.precision_recall import precision_recall
@@ -160,6 +161,46 @@ class ImageEvaluator:
       swd = sliced_wasserstein_distance(self._real_images(), fake, value_range=(-1.0, 1.0))
       results["swd"] = swd["swd_avg"]
     return results
+
+
+def mean_critic_score(criticize, d_params, images: np.ndarray, batch_size: int) -> float:
+  """The mean of `criticize(d_params, batch)` over the (non-empty) `images`, in batches of
+  `batch_size`: one compiled shape, the last batch filled up with the set's first images,
+  whose scores are dropped. Real images only in every batch, so that a critic that reads
+  a batch statistic (`model.minibatch_stddev`) sees batches like the step's."""
+  scores = []
+  for start in range(0, len(images), batch_size):
+    batch = np.asarray(images[start:start + batch_size])
+    count = batch.shape[0]
+    if count < batch_size:
+      fill = np.asarray(images[np.arange(batch_size - count) % len(images)])
+      batch = np.concatenate([batch, fill])
+    scores.append(np.asarray(criticize(d_params, batch), np.float64).reshape(-1)[:count])
+  return float(np.mean(np.concatenate(scores)))
+
+
+class CriticScores:
+  """The critic's mean score on the held-out images (`data.holdout`) and on as many fixed
+  training images, and the gap between them (issue #35): a gap that grows over the run is
+  the critic memorising its training images.
+
+  The images go in as the step reads real ones (`iteration._to_unit_range`, no flip, no
+  augmentation), in batches of `batch_size`: the run's, which a critic that reads a batch
+  statistic was trained on.
+  """
+
+  def __init__(self, source, gan, batch_size: int):
+    self._holdout = source.holdout_images()
+    self._train = source.comparison_images()
+    self._batch_size = batch_size
+    self._criticize = jax.jit(lambda d_params, images: gan.criticize(
+        d_params, _to_unit_range(images)))
+
+  def __call__(self, d_params) -> dict[str, float]:
+    train = mean_critic_score(self._criticize, d_params, self._train, self._batch_size)
+    holdout = mean_critic_score(self._criticize, d_params, self._holdout, self._batch_size)
+    return {"critic_score_train": train, "critic_score_holdout": holdout,
+            "critic_score_gap": train - holdout}
 
 
 class ToyEvaluator:

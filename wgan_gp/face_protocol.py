@@ -21,12 +21,18 @@ A shipped generator, whose run is gone, is measured again with
 info.json row with the new figures goes to --out (or is printed), and its folder is never
 written.
 
+FID is biased in 1/N; from the same samples' features (no further Inception pass) the row
+also holds FID at N/5, 2N/5, ..., N and the least-squares line FID_N = FID_∞ + k/N through
+them, under 'fid_vs_n' ({"n", "fid", "fid_std", "subsets", "fid_infinity", "slope"};
+`wgan_gp.metrics.fid_infinity`). Only the generated side is extrapolated: the reference
+statistics come from the 5,000 real images of half A, whose own bias stays in FID_∞.
+
 The row (name, hardware, the run's config, minutes and steps of training as the run's
-checkpoint records them, FID, KID, N, floor) is printed and upserted by name into the
-JSON list at --out, by default <workdir>/face_protocol.json (with --pretrained and no
---out, only printed). A file at --out that is not such a list is refused before anything
-is measured; if writing the row fails, the row is kept in a file beside it, and the error
-names that file. The project's own rows go to its table by naming it:
+checkpoint records them, FID, KID, N, floor, FID against N) is printed and upserted by
+name into the JSON list at --out, by default <workdir>/face_protocol.json (with
+--pretrained and no --out, only printed). A file at --out that is not such a list is
+refused before anything is measured; if writing the row fails, the row is kept in a file
+beside it, and the error names that file. The project's own rows go to its table by naming it:
 --out=experiments/faces64/results/faces.json. With --export=DIR the EMA generator is written there with the row,
 for `python -m wgan_gp.sample --pretrained=DIR` (wgan_gp/pretrained.py). Progress goes
 to stderr: a bar on a terminal, otherwise a log line every 10 s.
@@ -44,13 +50,14 @@ import jax
 import ml_collections
 import numpy as np
 
-from wgan_gp import data, exit_codes, pretrained, standing_stats
+from wgan_gp import data, pretrained, standing_stats
+from wgan_gp.console import run_measurement_cli
 from wgan_gp.checkpoint import Checkpointer
 from wgan_gp.config import base_config
 from wgan_gp.evaluators import GENERATION_BATCH, generate_in_batches
 from wgan_gp.files import write_atomically
 from wgan_gp.hardware import cpu_model
-from wgan_gp.metrics import fid
+from wgan_gp.metrics import fid, fid_infinity
 from wgan_gp.metrics.inception import default_extractor
 from wgan_gp.runs import load_run
 
@@ -87,6 +94,18 @@ def floor_indices(num_images: int, num_samples: int, seed: int = 0) -> np.ndarra
   return np.sort(np.random.default_rng([seed, 77]).permutation(num_images)[:num_samples])
 
 
+def fid_vs_n_of(reference: fid.ReferenceStats, features: np.ndarray,
+                seed: int = 0) -> dict | None:
+  """FID of the samples at N = 1/5, 2/5, ..., all of them (5 seeded subsets below all),
+  and the line FID_N = FID_∞ + k/N through them (`wgan_gp.metrics.fid_infinity`), from the
+  features already computed: no Inception pass. Only the generated side is extrapolated:
+  the reference is half A's 5,000 real images, whose own bias stays in FID_∞. None below
+  10 samples, too few for the fit."""
+  if len(features) < 10:
+    return None
+  return fid_infinity.fid_vs_n(reference, features, seed=seed)
+
+
 def measure(gan, g_params, source, num_samples: int, seed: int = 0,
             norm_stats: standing_stats.StandingStats | None = None) -> dict:
   """FID/KID of `num_samples` samples against half A of `source`'s images, and the floor
@@ -113,11 +132,14 @@ def measure(gan, g_params, source, num_samples: int, seed: int = 0,
   old = fid.evaluate_against(dataset, features)
   old_floor = fid.evaluate_against(
       dataset, dataset.features[floor_indices(dataset.num_images, num_samples, seed)])
+  logging.info("FID against N, extrapolated to infinite N")
+  fid_vs_n = fid_vs_n_of(reference, features, seed)
   return {"protocol": PROTOCOL,
           "norm_stats": standing_stats.describe(gan, g_params, norm_stats, GENERATION_BATCH),
           "fid": generated["fid"], "kid": generated["kid"], "kid_std": generated["kid_std"],
           "num_samples": num_samples, "reference_images": reference.num_images,
           "floor_fid": floor["fid"], "floor_kid": floor["kid"], "floor_kid_std": floor["kid_std"],
+          "fid_vs_n": fid_vs_n,
           "protocol_1": {"fid": old["fid"], "kid": old["kid"], "kid_std": old["kid_std"],
                          "reference_images": dataset.num_images,
                          "floor_fid": old_floor["fid"], "floor_kid": old_floor["kid"]},
@@ -279,18 +301,8 @@ def main(argv=None) -> int:
 
 
 def cli(argv=None) -> int:
-  """`main` with progress on stderr (a bar on a terminal, else a log line every 10 s), and
-  a missing run, generator, data or weights as one line (exit code 2)."""
-  # Orbax's import gave the root logger a handler already: replace it. Orbax logs through
-  # absl, down to warnings that a read-only restore is read-only: errors only.
-  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
-                      datefmt="%H:%M:%S", force=True)
-  logging.getLogger("absl").setLevel(logging.ERROR)
-  try:
-    return main(argv)
-  except (FileNotFoundError, ValueError) as error:  # DataError, WeightsError among them
-    print(f"error: {error}", file=sys.stderr)
-    return exit_codes.BAD_INPUT
+  """`main`, with progress on stderr and bad input as one line (exit code 2)."""
+  return run_measurement_cli(main, argv)
 
 
 if __name__ == "__main__":

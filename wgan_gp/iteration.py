@@ -69,6 +69,30 @@ def _critic_loop(update, carry, inputs, length: int):
   return carry, jax.tree.map(lambda *xs: jnp.stack(xs), *outputs)
 
 
+def _lazy_penalty_critic_loop(update, carry, real_batches, n_critic: int, gp_every: int):
+  """The n_critic updates with the penalty on updates 0, k, 2k, ... only (k = gp_every
+  divides n_critic, so the pattern is the same every step), unrolled so that the others
+  are traced without it: they skip the double backward, where a weight of 0 or a
+  `jnp.where` would still compute it.
+
+  The penalty's metrics average the penalised updates. Their norms are measured before
+  each penalised update, at a critic that the k − 1 updates without the penalty (and the
+  generator's) have just moved: they show how well the penalty's grip holds between its
+  applications.
+  """
+  outputs = []
+  for k in range(n_critic):
+    batch = None if real_batches is None else real_batches[k]
+    carry, output = update(carry, (batch, jnp.int32(k)), penalize=k % gp_every == 0)
+    outputs.append(output)
+  metrics = {}
+  for name in outputs[0]:
+    values = [output[name] for output in outputs if name in output]
+    metrics[name] = (jnp.max(jnp.stack(values)) if name == "interp_grad_norm_max"
+                     else jnp.mean(jnp.stack(values)))
+  return carry, metrics
+
+
 def train_step(state: GANState, real_batches, *, gan: GAN, config,
                sample_real: Callable | None = None, axis_name: str = AXIS_NAME,
                hparams: dict | None = None, time_fraction=0.0, fraction_reached=0.0):
@@ -105,7 +129,7 @@ def train_step(state: GANState, real_batches, *, gan: GAN, config,
     z = per_sample(lambda k: jax.random.normal(k, (gan.z_dim,)), keys, Z_SALT)
     return keys, z
 
-  def critic_update(carry, inputs):
+  def critic_update(carry, inputs, penalize=True):
     d_params, d_opt_state = carry
     real, critic_iteration = inputs
     keys, z = random_inputs((CRITIC_STREAM, critic_iteration))
@@ -124,7 +148,7 @@ def train_step(state: GANState, real_batches, *, gan: GAN, config,
       fake = augment.augment(fake, salted(keys, AUGMENT_FAKE_SALT), policy)
 
     def loss_fn(params):
-      return loss.critic_loss(gan.criticize, params, real, fake, eps)
+      return loss.critic_loss(gan.criticize, params, real, fake, eps, penalize=penalize)
 
     # The named scopes label the HLO, so a profile can tell the step's parts apart
     # (experiments/speed/profile_step.py); they change no computation.
@@ -138,9 +162,16 @@ def train_step(state: GANState, real_batches, *, gan: GAN, config,
       d_params = loss.constrain_critic(optax.apply_updates(d_params, updates))
     return (d_params, d_opt_state), metrics
 
-  (d_params, d_opt_state), critic_metrics = _critic_loop(
-      critic_update, (state.d_params, state.d_opt_state),
-      (real_batches, jnp.arange(n_critic)), n_critic)
+  gp_every = config.loss.get("gp_every", 1)
+  if gp_every == 1:
+    (d_params, d_opt_state), critic_metrics = _critic_loop(
+        critic_update, (state.d_params, state.d_opt_state),
+        (real_batches, jnp.arange(n_critic)), n_critic)
+    critic_metrics = {k: jnp.max(v) if k == "interp_grad_norm_max" else jnp.mean(v)
+                      for k, v in critic_metrics.items()}
+  else:
+    (d_params, d_opt_state), critic_metrics = _lazy_penalty_critic_loop(
+        critic_update, (state.d_params, state.d_opt_state), real_batches, n_critic, gp_every)
 
   keys, z = random_inputs((GENERATOR_STREAM,))
   augment_keys = salted(keys, AUGMENT_FAKE_SALT)
@@ -161,15 +192,15 @@ def train_step(state: GANState, real_batches, *, gan: GAN, config,
     decay = schedules.ema_decay(config, state.step, jnp.maximum(fraction, fraction_reached))
     ema_g_params = optax.incremental_update(g_params, state.ema_g_params, 1.0 - decay)
 
-  metrics = {k: jnp.mean(v) for k, v in critic_metrics.items()}
-  metrics["interp_grad_norm_max"] = jnp.max(critic_metrics["interp_grad_norm_max"])
+  metrics = dict(critic_metrics)
   metrics["generator_loss"] = g_loss
   metrics["generator_grad_norm"] = optax.tree.norm(g_grads)
   for name, scale in (("critic", d_scale), ("generator", g_scale)):
     if scale is not None:  # what the updates applied, for the log (and the tests)
       metrics[f"{name}_lr_scale"] = jnp.asarray(scale, jnp.float32)
   metrics = lax.pmean(metrics, axis_name)
-  metrics["interp_grad_norm_max"] = lax.pmax(metrics["interp_grad_norm_max"], axis_name)
+  if "interp_grad_norm_max" in metrics:
+    metrics["interp_grad_norm_max"] = lax.pmax(metrics["interp_grad_norm_max"], axis_name)
 
   new_state = state.replace(step=state.step + 1, g_params=g_params, d_params=d_params,
                             g_opt_state=g_opt_state, d_opt_state=d_opt_state,

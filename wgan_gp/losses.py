@@ -29,12 +29,38 @@ def interpolate(real, fake, eps):
   return eps * real + (1.0 - eps) * fake
 
 
+def _batch_statistic_split(critic_fn: Callable):
+  """(statistic(x), scores(x, statistic)) for a `critic_fn` that is
+  `functools.partial(gan.criticize, d_params)` (as the losses, the step and the tests
+  bind it) of a GAN whose critic reads a statistic of its batch (model.minibatch_stddev,
+  `GAN.critic_statistic_split`); None for any other critic_fn."""
+  if not (isinstance(critic_fn, functools.partial) and len(critic_fn.args) == 1
+          and not critic_fn.keywords):
+    return None
+  split = getattr(getattr(critic_fn.func, "__self__", None), "critic_statistic_split", None)
+  return split(critic_fn.args[0]) if split is not None else None
+
+
 def per_sample_gradient_norms(critic_fn: Callable, x):
   """‖∇ₓ D(x_i)‖₂ for each sample, over all non-batch axes.
 
   `critic_fn` maps a batch [N, ...] to scores [N]. Each sample is differentiated on its
   own (grad under vmap), so no term couples two samples.
+
+  A critic that reads a statistic of its batch (model.minibatch_stddev) would see a batch
+  of one sample here (a standard deviation of 0), a function the loss never scores. So
+  the statistic is taken once on the whole batch x, outside the per-sample
+  differentiation, with no gradient, and each sample is scored with it held fixed: for
+  every sample the penalty differentiates exactly the function that scores it in x's
+  batch (where the statistic is the same stop_gradient'ed constant), so the penalty
+  stays exact. Its cost: the critic's trunk runs once more, forward only, on x.
   """
+  split = _batch_statistic_split(critic_fn)
+  if split is not None:
+    statistic_of, scores_with = split
+    statistic = jax.lax.stop_gradient(statistic_of(x))
+    critic_fn = lambda batch: scores_with(batch, statistic)
+
   def critic_of_one_sample(sample):
     return critic_fn(sample[None])[0]
 
@@ -49,24 +75,27 @@ def gradient_penalty(critic_fn: Callable, real, fake, eps):
   return jnp.mean(jnp.square(norms - 1.0)), norms
 
 
-def wgan_gp_critic_loss(critic_fn: Callable, real, fake, eps, gp_weight: float,
+def wgan_gp_critic_loss(critic_fn: Callable, real, fake, eps, gp_weight: float | None,
                         drift_weight: float = 0.0):
   """E[D(fake)] − E[D(real)] + λ·penalty (+ drift·E[D(real)²], Karras et al. 2018), and
-  the metrics a researcher watches."""
+  the metrics a researcher watches.
+
+  `gp_weight=None` leaves the penalty out of the computation (the lazy penalty's updates
+  between penalised ones): no interpolates, no double backward, no penalty metrics.
+  """
   real_scores = critic_fn(real)
   fake_scores = critic_fn(fake)
   wasserstein = jnp.mean(real_scores) - jnp.mean(fake_scores)
-  penalty, norms = gradient_penalty(critic_fn, real, fake, eps)
-  loss = -wasserstein + gp_weight * penalty
+  loss = -wasserstein
+  metrics = {"wasserstein": wasserstein}
+  if gp_weight is not None:
+    penalty, norms = gradient_penalty(critic_fn, real, fake, eps)
+    loss = loss + gp_weight * penalty
+    metrics.update(gradient_penalty=penalty, interp_grad_norm_mean=jnp.mean(norms),
+                   interp_grad_norm_max=jnp.max(norms))
   if not (isinstance(drift_weight, (int, float)) and drift_weight == 0):
     loss = loss + drift_weight * jnp.mean(jnp.square(real_scores))
-  metrics = {
-      "critic_loss": loss,
-      "wasserstein": wasserstein,
-      "gradient_penalty": penalty,
-      "interp_grad_norm_mean": jnp.mean(norms),
-      "interp_grad_norm_max": jnp.max(norms),
-  }
+  metrics["critic_loss"] = loss
   return loss, metrics
 
 
@@ -88,8 +117,9 @@ def wgan_generator_loss(fake_scores):
 class Loss:
   """The three places where the losses differ.
 
-  critic_loss(criticize, d_params, real, fake, eps) -> (loss, metrics), where
-      criticize(d_params, x) -> scores [N] and eps [N] places the interpolates
+  critic_loss(criticize, d_params, real, fake, eps, penalize=True) -> (loss, metrics),
+      where criticize(d_params, x) -> scores [N] and eps [N] places the interpolates;
+      `penalize=False` (a static Python bool) is an update of the lazy penalty without it
   generator_loss(fake_scores) -> loss
   constrain_critic(d_params) -> d_params, applied after every critic update
   """
@@ -115,9 +145,10 @@ def _metrics(criticize, d_params, real, fake, eps, loss, real_scores, fake_score
   }
 
 
-def wgan_critic_loss(criticize, d_params, real, fake, eps):
+def wgan_critic_loss(criticize, d_params, real, fake, eps, penalize=True):
   """The original WGAN critic loss E[D(fake)] − E[D(real)] (Arjovsky et al. 2017); the
   Lipschitz constraint comes from `clip_weights` after each update."""
+  del penalize  # it trains on no penalty (validation refuses loss.gp_every here)
   real_scores, fake_scores = criticize(d_params, real), criticize(d_params, fake)
   loss = jnp.mean(fake_scores) - jnp.mean(real_scores)
   return loss, _metrics(criticize, d_params, real, fake, eps, loss, real_scores, fake_scores)
@@ -129,8 +160,9 @@ def clip_weights(d_params, clip_value):
   return jax.tree.map(lambda p: jnp.clip(p, -clip_value, clip_value), d_params)
 
 
-def gan_critic_loss(criticize, d_params, real, fake, eps):
+def gan_critic_loss(criticize, d_params, real, fake, eps, penalize=True):
   """The standard GAN discriminator loss on logits: −log σ(D(real)) − log(1 − σ(D(fake)))."""
+  del penalize  # it trains on no penalty (validation refuses loss.gp_every here)
   real_scores, fake_scores = criticize(d_params, real), criticize(d_params, fake)
   loss = jnp.mean(jax.nn.softplus(-real_scores)) + jnp.mean(jax.nn.softplus(fake_scores))
   return loss, _metrics(criticize, d_params, real, fake, eps, loss, real_scores, fake_scores)
@@ -152,9 +184,17 @@ def _unconstrained(d_params):
 
 
 def _wgan_gp_loss(hp) -> Loss:
-  def critic_loss(criticize, d_params, real, fake, eps):
+  # The lazy penalty weights λ·k on one update in k, the same penalty per update on
+  # average. Unlike StyleGAN2's lazy R1 (a separate optimiser step for the regulariser,
+  # hence its rate and β scaled by k/(k+1)), the penalty here rides inside the critic's
+  # own update: the number of Adam steps and their spacing do not change, so neither do
+  # the rate nor the βs.
+  penalised_weight = hp["gp_weight"] * hp.get("gp_every", 1)
+
+  def critic_loss(criticize, d_params, real, fake, eps, penalize=True):
     return wgan_gp_critic_loss(functools.partial(criticize, d_params), real, fake, eps,
-                               hp["gp_weight"], hp.get("drift_weight", 0.0))
+                               penalised_weight if penalize else None,
+                               hp.get("drift_weight", 0.0))
   return Loss(critic_loss, wgan_generator_loss, _unconstrained)  # the penalty, no clipping
 
 

@@ -10,7 +10,9 @@ and `criticize(d_params, x)` are pure functions of (params, input). Architecture
   conv + mean-pool; generator: nearest upsampling + conv).
 - `mlp`: the 2-D toy pair (ReLU MLPs).
 
-No critic has BatchNorm: the gradient penalty is defined per input sample.
+No critic has BatchNorm: the gradient penalty is defined per input sample. The one
+batch statistic a critic may read, `model.minibatch_stddev`, is a constant of both the
+loss and the penalty (`minibatch_stddev` below).
 """
 
 import dataclasses
@@ -45,6 +47,59 @@ def _channel_multipliers(stages: int) -> list[int]:
 
 def _critic_norm(kind: str):
   return layers.LayerNorm() if kind == "layernorm" else (lambda x: x)
+
+
+# Inside the square root of the minibatch standard deviation (PGGAN's value).
+STDDEV_EPSILON = 1e-8
+
+
+def minibatch_stddev(features, axis_name: str | None = None):
+  """Karras et al. (2018)'s minibatch standard deviation, with one group (the whole batch):
+  the standard deviation over the batch of each feature of `features` [N, H, W, C],
+  averaged over positions and channels. A scalar, float32, with no gradient.
+
+  With `axis_name` (inside pmap) the batch is the global one, as for the generator's
+  BatchNorm, so the value does not depend on how many devices share the batch.
+  """
+  x = features.astype(jnp.float32)
+  mean = jnp.mean(x, axis=0)
+  if axis_name is not None:
+    mean = jax.lax.pmean(mean, axis_name)
+  # Two passes, as layers.BatchNorm: E[(x - mean)²] keeps the precision E[x²] - mean² loses.
+  var = jnp.mean(jnp.square(x - mean), axis=0)
+  if axis_name is not None:
+    var = jax.lax.pmean(var, axis_name)
+  return jax.lax.stop_gradient(jnp.mean(jnp.sqrt(var + STDDEV_EPSILON)))
+
+
+def _with_minibatch_stddev(module: nn.Module, x, statistic, return_statistic: bool):
+  """The features x [N, H, W, C] that enter the critic's final block (8×8, to be brought
+  to 4×4) with the batch statistic appended as one more channel (returned alone with
+  `return_statistic`), as PGGAN appends it to its final block's input.
+
+  Not after that block, right before the final Dense layer: there the statistic would
+  only add v·s, one constant per batch, to every score, whatever the weights: it would
+  change no input gradient (the penalty and the generator would never see it) while the
+  loss pushed v along s(real) − s(fake) unchecked. Through a convolution, a
+  normalisation and a nonlinearity it can modulate how each sample is scored.
+
+  The statistic is `statistic` when given (the penalty passes the whole interpolate
+  batch's while it differentiates one sample at a time), else that of x's batch. It is
+  stop_gradient'ed either way: a constant of the scores, so the per-sample penalty
+  differentiates exactly the function the loss scores for that batch (losses.py).
+  """
+  if not module.minibatch_stddev:
+    if statistic is not None or return_statistic:
+      raise ValueError("this critic reads no batch statistic (model.minibatch_stddev is off)")
+    return x
+  if statistic is None:
+    synced = module.axis_name is not None and not module.is_initializing()  # init: no pmap
+    statistic = minibatch_stddev(x, module.axis_name if synced else None)
+  statistic = jax.lax.stop_gradient(jnp.asarray(statistic, jnp.float32))
+  if return_statistic:
+    return statistic
+  channel = jnp.broadcast_to(statistic.astype(x.dtype), (*x.shape[:-1], 1))
+  return jnp.concatenate([x, channel], axis=-1)
 
 
 # ------------------------------------------------------------------------ DCGAN
@@ -82,16 +137,27 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANCritic(nn.Module):
+  """`__call__(x, statistic=None, return_statistic=False)`: scores [N]. With
+  `minibatch_stddev`, the input of the last convolution (the 8×8 features) gets the batch
+  statistic as one more channel (`_with_minibatch_stddev`); `return_statistic` returns
+  that statistic of x's batch instead of scores. Off, both arguments are refused."""
   width: int
   norm: str = "layernorm"
   impl: str = "xla"
   dtype: Any = None
   fold: str = "thin"
+  minibatch_stddev: bool = False
+  axis_name: str | None = None  # the pmap axis the statistic is taken over
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, statistic=None, return_statistic: bool = False):
     stages = _num_resolution_stages(x.shape[1])
-    for i, mult in enumerate(_channel_multipliers(stages - 1)):
+    multipliers = _channel_multipliers(stages - 1)
+    for i, mult in enumerate(multipliers):
+      if i == len(multipliers) - 1:  # PGGAN's place: the input of the final block
+        x = _with_minibatch_stddev(self, x, statistic, return_statistic)
+        if return_statistic:
+          return x
       x = layers.Conv(self.width * mult, 5, stride=2, init="dcgan", impl=self.impl,
                       dtype=self.dtype, fold=self.fold)(x)
       if i > 0:  # the paper's critic leaves its first layer unnormalised
@@ -170,17 +236,25 @@ class ResNetGenerator(nn.Module):
 
 
 class ResNetCritic(nn.Module):
+  """As DCGANCritic's `__call__`, the statistic appended to the last residual block's
+  input (the 8×8 features)."""
   width: int
   norm: str = "layernorm"
   impl: str = "xla"
   dtype: Any = None
+  minibatch_stddev: bool = False
+  axis_name: str | None = None  # the pmap axis the statistic is taken over
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, statistic=None, return_statistic: bool = False):
     stages = _num_resolution_stages(x.shape[1])
     widths = [self.width * m for m in _channel_multipliers(stages)]
     x = layers.Conv(widths[0], 3, init="glorot", impl=self.impl, dtype=self.dtype)(x)
-    for out_width in widths[1:]:
+    for i, out_width in enumerate(widths[1:]):
+      if i == len(widths) - 2:  # PGGAN's place: the input of the final block
+        x = _with_minibatch_stddev(self, x, statistic, return_statistic)
+        if return_statistic:
+          return x
       x = ResidualBlockDown(out_width, self.norm, self.impl, self.dtype)(x)
     x = x.reshape(x.shape[0], -1)
     return layers.Dense(1, init="glorot", dtype=self.dtype)(x)[:, 0].astype(jnp.float32)
@@ -246,9 +320,33 @@ class GAN:
     _, variables = self.generator.apply({"params": g_params}, z, mutable=[layers.NORM_STATS])
     return variables.get(layers.NORM_STATS, {})
 
-  def criticize(self, d_params, x):
-    """Critic scores [N] for inputs x [N, *data_shape]."""
-    return self.critic.apply({"params": d_params}, x)
+  def criticize(self, d_params, x, statistic=None):
+    """Critic scores [N] for inputs x [N, *data_shape].
+
+    With `model.minibatch_stddev` the critic also reads a statistic of the batch it
+    scores: x's, unless `statistic` (`critic_statistic` of another batch) is given.
+    """
+    if statistic is None:
+      return self.critic.apply({"params": d_params}, x)
+    return self.critic.apply({"params": d_params}, x, statistic)
+
+  @property
+  def critic_reads_batch(self) -> bool:
+    """Whether a sample's score depends on its batch (`model.minibatch_stddev`)."""
+    return bool(getattr(self.critic, "minibatch_stddev", False))
+
+  def critic_statistic(self, d_params, x):
+    """The batch statistic the critic reads when it scores x (a scalar, no gradient);
+    the critic's trunk runs on x for it. Only for a critic that reads one."""
+    return self.critic.apply({"params": d_params}, x, return_statistic=True)
+
+  def critic_statistic_split(self, d_params):
+    """(statistic(x), scores(x, statistic)) of `criticize(d_params, ·)` when the critic
+    reads a batch statistic, for the per-sample penalty (losses.py); else None."""
+    if not self.critic_reads_batch:
+      return None
+    return (functools.partial(self.critic_statistic, d_params),
+            functools.partial(self.criticize, d_params))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -291,6 +389,8 @@ def _image_pair(generator_cls, critic_cls, model_config, data_shape, axis_name, 
   if generator_cls is DCGANGenerator:  # the ResNet pair has no strided convolution
     conv.check_fold(fold)
     generator, critic = generator.clone(fold=fold), critic.clone(fold=fold)
+  if model_config.get("minibatch_stddev", False):
+    critic = critic.clone(minibatch_stddev=True, axis_name=axis_name)
   return generator, critic
 
 
@@ -300,6 +400,7 @@ ARCHITECTURES: dict[str, Callable] = {
     "mlp": _mlp_pair,
 }
 ARCHS = tuple(ARCHITECTURES)
+MINIBATCH_STDDEV_ARCHS = ("dcgan", "resnet")  # critics with a final block to feed it to
 
 
 def build(model_config, data_shape, axis_name: str | None = None) -> GAN:
@@ -318,6 +419,10 @@ def build(model_config, data_shape, axis_name: str | None = None) -> GAN:
   if model_config.generator_norm not in GENERATOR_NORMS:
     raise ValueError(f"unknown model.generator_norm {model_config.generator_norm!r}; "
                      f"expected one of {GENERATOR_NORMS}")
+  if model_config.get("minibatch_stddev", False) and arch not in MINIBATCH_STDDEV_ARCHS:
+    raise ValueError(f"model.minibatch_stddev applies to the image critics "
+                     f"{MINIBATCH_STDDEV_ARCHS}, not model.arch={arch!r}: set "
+                     "--config.model.minibatch_stddev=False")
   generator, critic = ARCHITECTURES[arch](model_config, data_shape, axis_name,
                                          compute_dtype(model_config))
   return GAN(generator, critic, model_config.z_dim, tuple(data_shape))

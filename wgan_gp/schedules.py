@@ -74,7 +74,16 @@ def learning_rate_scale(opt_config, fraction):
 
 def ema_decay(config, step, fraction):
   """The EMA's decay at this step: debiased early on (the average follows the generator
-  instead of its init), and 0 (the average is the generator) before `ema_start`."""
+  instead of its init), and 0 (the average is the generator) before `ema_start`; or,
+  with `ema_halflife_images`, the decay of a half-life that grows with the images seen."""
+  halflife_images = config.get("ema_halflife_images", 0.0)
+  if halflife_images:
+    # StyleGAN2-ADA's ramp: the half-life is a share of the images seen until it reaches
+    # its cap, so that early weights leave the average as fast as they are replaced and
+    # every checkpoint has a usable EMA generator.
+    images_seen = (step + 1.0) * config.batch_size
+    halflife = jnp.minimum(halflife_images, config.ema_rampup * images_seen)
+    return jnp.power(0.5, config.batch_size / jnp.maximum(halflife, 1e-8))
   decay = jnp.minimum(config.ema_decay, (1.0 + step) / (10.0 + step))
   if config.ema_start > 0:
     decay = jnp.where(fraction < config.ema_start, 0.0, decay)

@@ -19,7 +19,8 @@ import numpy as np
 from wgan_gp import models, periodic, schedules, standing_stats, visualize
 from wgan_gp.console import TrainingProgress
 from wgan_gp.data import create_source
-from wgan_gp.evaluators import GENERATION_BATCH, ImageEvaluator, ToyEvaluator, parse_metrics
+from wgan_gp.evaluators import (GENERATION_BATCH, CriticScores, ImageEvaluator, ToyEvaluator,
+                                parse_metrics)
 from wgan_gp.gan_state import GANState, create_train_state
 from wgan_gp.iteration import host_metrics, make_train_step
 from wgan_gp.parallel import AXIS_NAME, prefetch_to_devices, replicate, unreplicate
@@ -103,7 +104,7 @@ def train_and_evaluate(config, workdir: str, change_budget: bool = False) -> GAN
   eval_writer = writer.sibling("eval.jsonl")  # same TensorBoard run, its own JSONL
 
   # --- Input
-  source = create_source(config.data, config.seed)
+  source = create_source(config.data, config.seed, config.batch_size)
 
   # --- Model and state
   gan = models.build(config.model, source.data_shape, AXIS_NAME)
@@ -159,6 +160,9 @@ def train_and_evaluate(config, workdir: str, change_budget: bool = False) -> GAN
                                config.seed) if eval_metrics else None
     if "fid" in eval_metrics:
       best = Checkpointer(os.path.join(workdir, "best"), keep=1)
+  # The critic on held-out against training images (data.holdout, issue #35).
+  critic_scores = (CriticScores(source, sampling_gan, config.batch_size)
+                   if getattr(source, "holdout", 0) else None)
   best_fid, best_norm_stats = math.inf, None
   if best is not None and best.latest_step() is not None:
     # A best/ chosen by another kind of figure (batch statistics, before they were
@@ -169,19 +173,23 @@ def train_and_evaluate(config, workdir: str, change_budget: bool = False) -> GAN
     # Every process evaluates (the same numbers): all must take part in a best-checkpoint
     # save. Only process 0 writes.
     nonlocal best_fid, best_norm_stats
-    if evaluator is None:
+    if evaluator is None and critic_scores is None:
       return
     g_params = unreplicate(state.ema_g_params)
+    results, norm_stats = {}, None  # norm_stats: the generator's, when it is evaluated
     if source.on_device:
       results = periodic.evaluate_toy(evaluator, g_params, unreplicate(state.d_params), config,
                                       step, workdir, writer, write_figure=is_main_process)
       norm_stats = evaluator.describe_norm_stats(g_params)
-    else:
+    elif evaluator is not None:
       stats = standing_at(step, state)
       results = evaluator(g_params, stats.stats)
       norm_stats = standing_stats.describe(sampling_gan, g_params, stats, GENERATION_BATCH)
+    if critic_scores is not None:
+      results = {**results, **critic_scores(unreplicate(state.d_params))}
     if results:
-      eval_writer.write_scalars(step, {**results, "norm_stats": norm_stats,
+      generator = {} if norm_stats is None else {"norm_stats": norm_stats}
+      eval_writer.write_scalars(step, {**results, **generator,
                                        "training_seconds": trained_seconds}, prefix="eval/")
       progress.evaluated(step, results)
     if best is not None and (results["fid"] < best_fid or best_norm_stats != norm_stats):

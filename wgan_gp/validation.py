@@ -7,7 +7,8 @@ import os
 import jax
 
 from wgan_gp import augment, losses, periodic
-from wgan_gp.config import canonical_config, check_ranges, crop_setting, get_dotted, to_json
+from wgan_gp.config import (canonical_config, check_ranges, crop_setting, get_dotted, to_json,
+                            with_later_fields)
 from wgan_gp.data import TOY_SOURCES, DataError, check_source, source_image_size
 from wgan_gp.evaluators import check_metrics_available, parse_metrics
 from wgan_gp.files import write_atomically
@@ -59,6 +60,18 @@ def check_values(config) -> None:
   if config.loss.drift_weight and config.loss.name != "wgan-gp":
     raise ValueError(f"config.loss.drift_weight applies to the wgan-gp loss, not "
                      f"{config.loss.name!r}: set --config.loss.drift_weight=0")
+  gp_every = config.loss.get("gp_every", 1)
+  if gp_every != 1 and config.loss.name != "wgan-gp":
+    raise ValueError(f"config.loss.gp_every applies to the wgan-gp loss, not "
+                     f"{config.loss.name!r}: set --config.loss.gp_every=1")
+  if config.n_critic % gp_every:
+    raise ValueError(f"config.loss.gp_every={gp_every} must divide config.n_critic="
+                     f"{config.n_critic}, so the penalised critic updates are fixed at compile "
+                     f"time: set --config.loss.gp_every to a divisor of n_critic")
+  if config.get("ema_halflife_images", 0) and config.ema_start:
+    raise ValueError(f"config.ema_halflife_images={config.ema_halflife_images:g} starts the EMA "
+                     f"at the first step, and config.ema_start={config.ema_start:g} delays it: "
+                     f"set --config.ema_start=0")
 
 
 def check_workdir_path(workdir: str) -> None:
@@ -72,10 +85,12 @@ def check_workdir(config, workdir: str, checkpointer,
   saved config.json (None for a fresh start).
 
   Refused: another model, data or optimiser (the state does not fit), another seed (the
-  checkpoint carries its seed's random streams), another `train_minutes` unless
-  `change_budget` (it re-maps the budget schedules and a late EMA), and any change to a
-  finished run (nothing would train under it, yet config.json would claim it). Other
-  changes, e.g. a learning rate, apply from the resumed step on, and are logged.
+  checkpoint carries its seed's random streams), another `data.holdout` (the critic would
+  have trained on images now held out, and the data position would index another set),
+  another `train_minutes` unless `change_budget` (it re-maps the budget schedules and a
+  late EMA), and any change to a finished run (nothing would train under it, yet
+  config.json would claim it). Other changes, e.g. a learning rate, apply from the
+  resumed step on, and are logged.
   """
   path = os.path.join(workdir, "config.json")
   latest = checkpointer.latest_step()
@@ -85,6 +100,9 @@ def check_workdir(config, workdir: str, checkpointer,
   differences = state_incompatibilities(saved, config)
   if saved.get("seed", config.seed) != config.seed:
     differences.append(f"seed: {saved['seed']!r} -> {config.seed!r}")
+  old_holdout = get_dotted(saved, "data.holdout") or 0  # a run from before the field: none
+  if old_holdout != config.data.holdout:
+    differences.append(f"data.holdout: {old_holdout!r} -> {config.data.holdout!r}")
   if differences:
     raise IncompatibleCheckpointError(
         f"workdir {workdir} holds a checkpoint from an incompatible config "
@@ -149,6 +167,10 @@ def state_incompatibilities(saved: dict, config) -> list[str]:
     old, new = get_dotted(saved, key), get_dotted(current, key)
     if old != new:
       differences.append(f"{key}: {old!r} -> {new!r}")
+  # It adds a channel to the critic's last block; a config from before the field: off.
+  old, new = (bool(get_dotted(c, "model.minibatch_stddev")) for c in (saved, current))
+  if old != new:
+    differences.append(f"model.minibatch_stddev: {old!r} -> {new!r}")
   if _data_kind(saved) != _data_kind(current):
     differences.append(
         f"data.source: {get_dotted(saved, 'data.source')!r} -> {current['data']['source']!r}")
@@ -163,12 +185,15 @@ def _data_kind(config_dict):
 def setting_changes(saved: dict, config, source_size=None) -> list[str]:
   """Every field where `config` differs from a saved config, as 'key: old -> new'.
 
-  Fields the saved config lacks (added to the code since) are not changes. Where the
+  A field the saved config lacks (added to the code since) reads as the value that does
+  what the code did before it (`config.LATER_FIELD_DEFAULTS`); other absent fields are
+  not changes. Where the
   crop is written differently (pixels in one, a fraction of the short side in the other,
   as in runs from before data.crop_fraction), both go through `canonical_config` with the
   source's image size (`source_size()`, width and height, read only then): the same
   pixels of the same images are no change, and a real one shows in pixels.
   """
+  saved = with_later_fields(saved)  # a field added since ran with its old behaviour
   current = config.to_dict()
   framing = ("crop_size", "crop_fraction")
   if any(get_dotted(saved, f"data.{k}") not in (None, current["data"][k]) for k in framing) \

@@ -51,6 +51,19 @@ LEVERS = {
                   "convolutions per phase)", "", "config:model.conv_fold=none"),
     "merged_critic_batch": ("D(real) and D(fake) as one critic call on the 2N batch", "",
                             "merged_critic_batch"),
+    # The critic's step (#35): its penalty off, lazy, 1:1; capacity bought with the time.
+    "no_penalty": ("the penalty left out of every critic update (what it costs; not a "
+                   "recipe)", "", "no_penalty"),
+    "lazy_penalty": ("loss.gp_every=2: the penalty (at 2λ) on every other critic update, "
+                     "the others without its double backward", "", "config:loss.gp_every=2"),
+    "one_to_one": ("n_critic=1: one critic update per generator update", "",
+                   "config:n_critic=1"),
+    "width_32": ("model.width=32", "", "config:model.width=32"),
+    "width_48": ("model.width=48", "", "config:model.width=48"),
+    "lazy_width_32": ("loss.gp_every=2 and model.width=32", "",
+                      "config:loss.gp_every=2;config:model.width=32"),
+    "one_to_one_width_32": ("n_critic=1 and model.width=32", "",
+                            "config:n_critic=1;config:model.width=32"),
     "ynnpack_convolutions": ("XLA:CPU's YNNPACK convolutions instead of Eigen's",
                              "--xla_cpu_experimental_ynn_fusion_type=+individual_convolution",
                              ""),
@@ -94,10 +107,19 @@ def _apply_lever(change: str, config) -> None:
   """Applies a lever's change: 'config:<dotted name>=<value>' to `config`, the others
   to the code (in this process only)."""
   from wgan_gp import conv, losses  # noqa: PLC0415
-  if change.startswith("config:"):
+  if ";" in change:
+    for part in change.split(";"):
+      _apply_lever(part, config)
+  elif change.startswith("config:"):
     name, value = change.removeprefix("config:").split("=")
-    section, key = name.rsplit(".", 1)
-    config[section][key] = type(config[section][key])(value)
+    section, _, key = name.rpartition(".")
+    node = config[section] if section else config
+    node[key] = type(node[key])(value)
+  elif change == "no_penalty":
+    plain = losses.wgan_gp_critic_loss
+    losses.wgan_gp_critic_loss = (
+        lambda critic_fn, real, fake, eps, gp_weight, *args: plain(critic_fn, real, fake, eps,
+                                                                   None, *args))
   elif change.startswith("fold_below_"):
     config.model.conv_fold = "thin"
     conv._THIN_CHANNELS = int(change.removeprefix("fold_below_"))

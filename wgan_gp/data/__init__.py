@@ -15,6 +15,7 @@ import numpy as np
 
 from wgan_gp.config import crop_setting
 from wgan_gp.data.cache import CachedImages
+from wgan_gp.data.holdout import comparison_indices, split_holdout
 from wgan_gp.data.images import DataError, first_image_size, list_images, load_images
 from wgan_gp.data.pipeline import host_batches
 from wgan_gp.data.toy import DISTRIBUTIONS as TOY_SOURCES, ToySource
@@ -64,37 +65,66 @@ class ImageSource:
   """Decoded uint8 images [N, S, S, 3], served in seeded epoch permutations.
 
   `identity` names the exact content (the decoded cache's key), e.g. to cache FID
-  statistics of the dataset.
+  statistics of the dataset. With `holdout` > 0, that many images (`wgan_gp.data.holdout`)
+  are never served by `batches`; `images` stays the whole dataset (the evaluation's real
+  side, as without a holdout), `holdout_images()` and `comparison_images()` are the two
+  sets the critic is scored on.
   """
 
   on_device = False
 
-  def __init__(self, images: np.ndarray, seed: int, identity: str = ""):
+  def __init__(self, images: np.ndarray, seed: int, identity: str = "", holdout: int = 0,
+               batch_size: int = 1):
     self.images = images
     self.seed = seed
     self.identity = identity
     self.data_shape = tuple(images.shape[1:])
+    self.holdout = holdout
+    # Rows that training reads (None: all) and rows held out of it.
+    self.train_indices, self.holdout_indices = (
+        split_holdout(len(images), holdout, batch_size) if holdout else (None, None))
 
   def __len__(self):
     return len(self.images)
+
+  def holdout_images(self) -> np.ndarray:
+    """The held-out images, uint8 [holdout, S, S, 3] (empty without a holdout)."""
+    if not self.holdout:
+      return self.images[:0]
+    return np.asarray(self.images[self.holdout_indices])
+
+  def comparison_images(self) -> np.ndarray:
+    """As many fixed training images as are held out, uint8 (empty without a holdout)."""
+    if not self.holdout:
+      return self.images[:0]
+    return np.asarray(self.images[comparison_indices(len(self.images), self.holdout)])
 
   def batches(self, position: int, n_critic: int, global_batch: int, process_index: int = 0,
               process_count: int = 1):
     """This process's [n_critic, local_batch, S, S, 3] for each step from `position` on."""
     return host_batches(self.images, self.seed, position, n_critic, global_batch,
-                        process_index, process_count)
+                        process_index, process_count, rows=self.train_indices)
 
 
-def create_source(data_config, seed: int):
-  """The source named by `data_config.source`."""
+def create_source(data_config, seed: int, batch_size: int = 1):
+  """The source named by `data_config.source`. A `data.holdout` must leave at least
+  `batch_size` images (the global batch) to train on."""
   source = data_config.source
   check_source(source)
+  holdout = data_config.get("holdout", 0) or 0  # a config from before the field: none
   if source in TOY_SOURCES:
+    if holdout:
+      raise DataError(f"--config.data.holdout={holdout} holds out images, and {source} is "
+                      "2-D toy data sampled afresh each step: set --config.data.holdout=0")
     return ToySource(source)
   cached = IMAGE_LOADERS[source](data_config)
   logging.info("%d images of %dx%d from %s", len(cached.images), data_config.image_size,
                data_config.image_size, data_config.path or "TFDS celeb_a")
-  return ImageSource(cached.images, seed, cached.identity)
+  image_source = ImageSource(cached.images, seed, cached.identity, holdout, batch_size)
+  if holdout:
+    logging.info("Holding out %d of them from training (data.holdout), the same for every "
+                 "seed: the critic is scored on them at each evaluation", holdout)
+  return image_source
 
 
 def source_image_size(data_config) -> tuple[int, int] | None:

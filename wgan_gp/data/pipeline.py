@@ -45,20 +45,28 @@ class ExampleStream:
 
 
 def host_batches(examples: np.ndarray, seed: int, position: int, n_critic: int,
-                 global_batch: int, process_index: int = 0,
-                 process_count: int = 1) -> Iterator[np.ndarray]:
-  """Yields this process's part of each step's input, [n_critic, local_batch, ...]."""
+                 global_batch: int, process_index: int = 0, process_count: int = 1,
+                 rows: np.ndarray | None = None) -> Iterator[np.ndarray]:
+  """Yields this process's part of each step's input, [n_critic, local_batch, ...].
+
+  `rows` (sorted rows of `examples`; None: all of them) are the examples the stream
+  runs over: the training images of a run with a holdout (`wgan_gp.data.holdout`). They
+  are chosen before the global batch is split among the processes: no process reads a
+  row outside them.
+  """
   if global_batch % process_count:
     raise ValueError(f"batch_size={global_batch} is not divisible by the {process_count} "
                      "processes: choose a multiple")
   local_batch = global_batch // process_count
-  stream = ExampleStream(len(examples), seed)
+  stream = ExampleStream(len(examples) if rows is None else len(rows), seed)
   per_step = n_critic * global_batch
   while True:
     indices = stream.indices(position, per_step).reshape(n_critic, global_batch)
     local = indices[:, process_index * local_batch:(process_index + 1) * local_batch]
     # Sorted gathers read a memory-mapped cache sequentially; order is restored after.
     flat = local.reshape(-1)
+    if rows is not None:
+      flat = rows[flat]  # sorted rows: the sorted gather below stays sequential
     order = np.argsort(flat, kind="stable")
     gathered = np.empty((flat.size,) + examples.shape[1:], examples.dtype)
     gathered[order] = examples[flat[order]]

@@ -4,6 +4,7 @@
   the class logits where the weights have them), loading the TF `inception-2015-12-05`
   weights from a PyTorch port without torch.
 - `fid`: FID and KID from features, and cached dataset reference statistics.
+- `fid_infinity`: FID at several N from one feature set, extrapolated to N = ∞ in 1/N.
 - `inception_score`: the Inception Score from the class logits.
 - `precision_recall`: k-NN precision and recall on the same features (the paper's are
   on VGG16 features: compare only with Inception-feature values).
