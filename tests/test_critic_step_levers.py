@@ -115,10 +115,10 @@ def test_ema_half_life_grows_with_images_seen_to_its_cap():
   config = ml_collections.ConfigDict({"ema_decay": 0.999, "ema_start": 0.0, "batch_size": 32,
                                       "ema_halflife_images": 10_000.0, "ema_rampup": 0.05})
   decay = lambda step: float(schedules.ema_decay(config, step, 0.0))
-  # Step 0 has seen 32 images: a half-life of 1.6 images, the average is the generator.
-  assert decay(0) == pytest.approx(0.5 ** 20, rel=1e-5)
+  # Step 0 has seen no images: the average is the generator.
+  assert decay(0) == 0.0
   # After 1,000 steps (32,000 images) the half-life is 1,600 images = 50 steps.
-  assert decay(999) == pytest.approx(0.5 ** (1 / 50), rel=1e-6)
+  assert decay(1000) == pytest.approx(0.5 ** (1 / 50), rel=1e-6)
   # From 200,000 images on, the cap: 10,000 images = 312.5 steps.
   assert decay(10**6) == pytest.approx(0.5 ** (32 / 10_000), rel=1e-6)
   assert decay(10**7) == decay(10**6)
@@ -137,3 +137,27 @@ def test_a_run_saved_before_the_levers_resumes_as_them_off_and_names_them_when_c
   config.ema_halflife_images = 10_000.0
   assert sorted(setting_changes(saved, config)) == [
       "ema_halflife_images: 0.0 -> 10000.0", "loss.gp_every: 1 -> 2"]
+
+
+def test_lazy_loop_averages_the_penalty_metrics_over_the_penalised_updates_only():
+  calls = []
+
+  def update(carry, inputs, penalize):
+    batch, k = inputs
+    calls.append((int(k), penalize, None if batch is None else float(batch[0])))
+    metrics = {"wasserstein": jnp.float32(k), "critic_loss": jnp.float32(10 * k)}
+    if penalize:
+      metrics.update(gradient_penalty=jnp.float32(k + 1), interp_grad_norm_mean=jnp.float32(k),
+                     interp_grad_norm_max=jnp.float32(5 - k))
+    return carry + 1, metrics
+
+  carry, metrics = iteration._lazy_penalty_critic_loop(
+      update, 0, jnp.arange(6.0)[:, None], n_critic=6, gp_every=3)
+  assert carry == 6
+  assert [(k, p) for k, p, _ in calls] == [(0, True), (1, False), (2, False), (3, True),
+                                           (4, False), (5, False)]
+  assert [batch for _, _, batch in calls] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+  assert float(metrics["wasserstein"]) == pytest.approx(2.5)  # all six updates
+  assert float(metrics["gradient_penalty"]) == pytest.approx(2.5)  # updates 0 and 3
+  assert float(metrics["interp_grad_norm_mean"]) == pytest.approx(1.5)
+  assert float(metrics["interp_grad_norm_max"]) == 5.0  # a max, not a mean

@@ -72,8 +72,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.conv_fold = "thin"
   config.model.compute_dtype = "float32"  # or 'bfloat16' (params stay float32)
   # PGGAN's minibatch standard deviation ('dcgan', 'resnet'): the critic sees its batch's
-  # feature spread, a cue against mode collapse, taken outside the per-sample penalty and
-  # held fixed there so that the penalty stays exact (wgan_gp/losses.py).
+  # feature spread, a cue against mode collapse. Its gradient is stopped everywhere (#35),
+  # so that the per-sample penalty differentiates exactly the function the loss scores
+  # (wgan_gp/losses.py); the generator then feels it only through the critic's scores,
+  # not through PGGAN's direct gradient of the spread.
   config.model.minibatch_stddev = False
 
   config.loss = ml_collections.ConfigDict()

@@ -198,9 +198,11 @@ def train_step(state: GANState, real_batches, *, gan: GAN, config,
   for name, scale in (("critic", d_scale), ("generator", g_scale)):
     if scale is not None:  # what the updates applied, for the log (and the tests)
       metrics[f"{name}_lr_scale"] = jnp.asarray(scale, jnp.float32)
+  # The max over devices of each device's max (a mean of maxima would understate it).
+  grad_norm_max = metrics.pop("interp_grad_norm_max", None)
   metrics = lax.pmean(metrics, axis_name)
-  if "interp_grad_norm_max" in metrics:
-    metrics["interp_grad_norm_max"] = lax.pmax(metrics["interp_grad_norm_max"], axis_name)
+  if grad_norm_max is not None:
+    metrics["interp_grad_norm_max"] = lax.pmax(grad_norm_max, axis_name)
 
   new_state = state.replace(step=state.step + 1, g_params=g_params, d_params=d_params,
                             g_opt_state=g_opt_state, d_opt_state=d_opt_state,

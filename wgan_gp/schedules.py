@@ -81,7 +81,7 @@ def ema_decay(config, step, fraction):
     # StyleGAN2-ADA's ramp: the half-life is a share of the images seen until it reaches
     # its cap, so that early weights leave the average as fast as they are replaced and
     # every checkpoint has a usable EMA generator.
-    images_seen = (step + 1.0) * config.batch_size
+    images_seen = step * config.batch_size  # before this step's, as StyleGAN2-ADA
     halflife = jnp.minimum(halflife_images, config.ema_rampup * images_seen)
     return jnp.power(0.5, config.batch_size / jnp.maximum(halflife, 1e-8))
   decay = jnp.minimum(config.ema_decay, (1.0 + step) / (10.0 + step))

@@ -365,6 +365,9 @@ print(load_config(sys.argv[1]).train_minutes)" "$CONFIG")
 mkdir -p "$OUT_DIR"
 # Only this run's files may come back (a stale throughput.json would pass for its own).
 rm -rf "$OUT_DIR"/{generator,eval.jsonl,grid.png,throughput.json,log.txt}
-status=0
-run_all "$@" 2>&1 | tee "$OUT_DIR/log.txt" || status=$?
+# Not `run_all ... || status=$?`: bash turns errexit off inside a function called from an
+# `||` list, and a failed step (the wheels, the config) would run on. The subshell keeps it.
+set +e
+( set -e; run_all "$@" ) 2>&1 | tee "$OUT_DIR/log.txt"
+status=${PIPESTATUS[0]}
 exit "$status"

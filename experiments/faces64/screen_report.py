@@ -71,12 +71,12 @@ def trial_row(workdir: str) -> dict:
                  critic_gap_slope_per_min=_slope(
                      [(e["eval/training_seconds"] / 60, e["eval/critic_score_gap"])
                       for e in evals if "eval/critic_score_gap" in e]))
-  grips = [m["interp_grad_norm_mean"] for m in metrics if "interp_grad_norm_mean" in m]
-  if grips:
-    tail = grips[-max(1, len(grips) // 5):]
-    row["interp_grad_norm_mean_last_fifth"] = statistics.fmean(tail)
-    row["gradient_penalty_last_fifth"] = statistics.fmean(
-        m["gradient_penalty"] for m in metrics[-len(tail):] if "gradient_penalty" in m)
+  penalised = [m for m in metrics if "interp_grad_norm_mean" in m and "gradient_penalty" in m]
+  if penalised:
+    tail = penalised[-max(1, len(penalised) // 5):]
+    row["interp_grad_norm_mean_last_fifth"] = statistics.fmean(
+        m["interp_grad_norm_mean"] for m in tail)
+    row["gradient_penalty_last_fifth"] = statistics.fmean(m["gradient_penalty"] for m in tail)
   protocol = os.path.join(workdir, "face_protocol.json")
   if os.path.exists(protocol):
     rows = json.load(open(protocol))
