@@ -51,3 +51,5 @@ def test_report_reads_each_trial_against_the_base(tmp_path):
   assert "critic_gap_first" not in lazy
   text = screen_report.markdown(screen_report.report(str(tmp_path)))
   assert text.index("| lazy |") < text.index("| base |")  # sorted by SWD
+  assert "| 4.0 |" in text.split("| lazy |")[1].splitlines()[0]
+  assert "not reached" in text.split("| base |")[1].splitlines()[0]  # its own running mean lags

@@ -113,7 +113,7 @@ def markdown(result: dict) -> str:
     lines.append(
         f"| {r['name']} | {r.get('step', '')} | {_fmt(r.get('steps_per_sec'), '.2f')} | "
         f"{_fmt(r.get('swd'))} | {_fmt(r.get('swd_slope_per_min'), '.2f')} | "
-        f"{_fmt(r.get('minutes_to_base_final_swd'))} | "
+        f"{_fmt(r.get('minutes_to_base_final_swd')) or ('not reached' if r.get('curve') else '')} | "
         f"{_fmt(r.get('critic_gap_first'), '.3f')} → {_fmt(r.get('critic_gap_last'), '.3f')} | "
         f"{_fmt(r.get('interp_grad_norm_mean_last_fifth'), '.3f')} | {_fmt(r.get('fid'))} | "
         f"{_fmt(r.get('fid_infinity'))} |")
