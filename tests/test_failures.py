@@ -287,6 +287,7 @@ def test_damaged_config_json_fails_in_one_line(toy_copy, garbage, problem):
     assert _main("toy2d.py:smoke", toy_copy).returncode == exit_codes.FINISHED
 
 
+@pytest.mark.slow  # two runs; the quick tier reads disk errors in-process (the next test)
 def test_full_disk_during_a_checkpoint_exits_disk_full_in_one_line(tmp_path):
   workdir = tmp_path / "w"
   args = [f"--config={CONFIGS / 'toy2d.py:smoke'}", "--config.num_train_steps=30",
