@@ -12,8 +12,8 @@ Arguments (comma-separated, after a colon):
   halfsize   no effect, kept for old command lines: the crop is a fraction of the short
              side (data.crop_fraction), which frames the face the same on the 89×109
              half-size CelebA copy (54 px) as on the 178×218 original (108 px)
-  smoke      a tiny model and a few steps, for tests (with cpu/gpu: that recipe's
-             optimisation settings, on the tiny model)
+  smoke      a tiny model, n_critic 2 and a few steps, for tests (with a recipe: that
+             recipe's optimisation settings and n_critic, on the tiny model)
   cpu_round1, cpu_round2, cpu_round3
              the superseded CPU recipes, kept for the record (experiments/faces64/README.md):
              each round's best, and each beaten by the next
@@ -69,6 +69,9 @@ def get_config(arg: str = ""):
     _RECIPE_FUNCTIONS[recipes[0]](config)
 
   if "smoke" in args:
+    if not recipes:  # a recipe's smoke variant keeps its n_critic
+      # Two critic updates still run the critic loop, at 2/5 of the paper's compilation.
+      config.n_critic = 2
     config.model.arch = "dcgan"
     config.model.width = 8
     config.data.image_size = 32

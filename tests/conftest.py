@@ -25,6 +25,17 @@ requires_celeba_tar = pytest.mark.skipif(
 # signals), execute the notebook, cross-check against PyTorch or run the real Inception
 # weights. The full suite runs both.
 
+# LLVM at -O0 for every test process (this one and each child): the suite's programs are
+# tiny, so compiling them costs more than running them, and -O0 cuts a third of the
+# compilation (the children that run the real Inception over many images opt out:
+# `subprocess_env(optimised_code=True)`). XLA's own HLO passes still run, so the tests see the programs that a
+# training run compiles (the slow-convolution checks in test_layers.py read those), only
+# less optimised machine code. Numbers may differ from -O2 in the last bits; no test
+# compares against figures computed under other flags.
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+if TEST_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
+
 # One JAX persistent compilation cache for the whole session, shared by every child
 # Python (see `subprocess_env`): each child otherwise compiles the same tiny train steps
 # again. Fresh per session, unless WGAN_GP_TESTS_JAX_CACHE names a folder to keep across
@@ -49,11 +60,19 @@ def compilation_cache_env() -> dict:
   return env
 
 
-def subprocess_env(devices: int = 1, **extra) -> dict:
+# This process uses the cache too: tests that build the same step twice (a run against its
+# resumed copy) compile it once. Set before JAX is imported, which reads these variables.
+os.environ.update(compilation_cache_env())
+
+
+def subprocess_env(devices: int = 1, optimised_code: bool = False, **extra) -> dict:
   """Environment for a child Python: `devices` CPU devices, the repo importable, the
-  session's shared compilation cache."""
+  session's shared compilation cache. `optimised_code`: LLVM at its default level, for a
+  child that runs the real Inception over many images, where -O0 code runs slower than
+  it compiles faster."""
   env = dict(os.environ)
-  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}" + (
+      "" if optimised_code else f" {TEST_XLA_FLAGS}")
   env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
   env.update(compilation_cache_env())
   env.update(extra)

@@ -30,8 +30,9 @@ def toy_run(tmp_path_factory, toy_smoke_run):
   return copy_run(toy_smoke_run, tmp_path_factory.mktemp("toy_run") / "run")  # evaluate appends
 
 
-def _cli(module, workdir, *args, cache=None, check=True):
-  env = subprocess_env(**({"XDG_CACHE_HOME": str(cache)} if cache else {}))
+def _cli(module, workdir, *args, cache=None, check=True, optimised_code=False):
+  env = subprocess_env(optimised_code=optimised_code,
+                       **({"XDG_CACHE_HOME": str(cache)} if cache else {}))
   result = subprocess.run([sys.executable, "-m", module, f"--workdir={workdir}", *args],
                           env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
   if check and result.returncode != 0:
@@ -99,12 +100,12 @@ def test_evaluate_toy_run_reports_mode_coverage(toy_run):
 @requires_fid_weights
 def test_fid_and_kid_with_cached_reference_statistics(image_run, tmp_path):
   first = json.loads(_cli("wgan_gp.evaluate", image_run, "--metrics=fid,kid",
-                          "--num_samples=20", cache=tmp_path).stdout)
+                          "--num_samples=20", cache=tmp_path, optimised_code=True).stdout)
   assert first["eval/fid"] > 0 and np.isfinite(first["eval/kid"])
   cached = list(tmp_path.glob("wgan_gp/refstats_*.npz"))
   assert len(cached) == 1
   second = json.loads(_cli("wgan_gp.evaluate", image_run, "--metrics=fid,kid",
-                           "--num_samples=20", cache=tmp_path).stdout)
+                           "--num_samples=20", cache=tmp_path, optimised_code=True).stdout)
   assert second["eval/fid"] == pytest.approx(first["eval/fid"], rel=1e-6)
 
 
@@ -118,7 +119,8 @@ def test_training_keeps_the_best_fid_checkpoint(tmp_path):
             f"--config.data.path={images}", "--config.data.crop_size=40",
             "--config.data.crop_fraction=0",
             f"--config.data.cache_dir={tmp_path / 'cache'}", "--config.eval_metrics=fid",
-            "--config.eval_samples=16", "--config.eval_every=5", cache=user_cache)
+            "--config.eval_samples=16", "--config.eval_every=5", cache=user_cache,
+            optimised_code=True)
   assert len(list(user_cache.glob("wgan_gp/refstats_*.npz"))) == 1
   fids = {r["step"]: r["eval/fid"] for r in _eval_records(workdir)}
   assert set(fids) == {5, 10}
@@ -127,7 +129,7 @@ def test_training_keeps_the_best_fid_checkpoint(tmp_path):
   # Training evaluates with standing statistics, as `evaluate` does by default: best/ is
   # chosen by the kind of figure that is reported.
   record = json.loads(_cli("wgan_gp.evaluate", workdir, "--best", "--metrics=fid",
-                           "--num_samples=16", cache=user_cache).stdout)
+                           "--num_samples=16", cache=user_cache, optimised_code=True).stdout)
   assert record["step"] == best_step and record["checkpoint"] == "best"
   assert {r["eval/norm_stats"] for r in _eval_records(workdir)[:2]} == {record["norm_stats"]}
   assert record["eval/fid"] == pytest.approx(fids[best_step], rel=1e-4)

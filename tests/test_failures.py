@@ -671,7 +671,11 @@ def test_sigkill_during_checkpoint_writes_and_deletions(tmp_path):
                "--config.checkpoint_every=1", "--config.keep_checkpoints=2",
                "--config.eval_every=0"]
   straight = tmp_path / "straight"
-  assert _run("main", f"--workdir={straight}", *overrides).returncode == 0
+  # The uninterrupted run beside the killed ones: each uses about one core.
+  straight_run = subprocess.Popen(
+      [sys.executable, "-m", "wgan_gp.main", f"--workdir={straight}", *overrides],
+      env=subprocess_env(), cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+      text=True)
   workdir = tmp_path / "killed"
   checkpoints = workdir / "checkpoints"
   abstract = _abstract_state()
@@ -700,6 +704,8 @@ def test_sigkill_during_checkpoint_writes_and_deletions(tmp_path):
   assert result.returncode == exit_codes.FINISHED, result.stderr[-3000:]
   assert sorted(n for n in os.listdir(checkpoints) if n != ".deleting") == ["5", "6"]
   assert not os.listdir(checkpoints / ".deleting")
+  _, stderr = straight_run.communicate(timeout=600)
+  assert straight_run.returncode == 0, stderr[-3000:]
   restored = Checkpointer(str(checkpoints), keep=1, read_only=True)
   expected = Checkpointer(str(straight / "checkpoints"), keep=1, read_only=True)
   try:

@@ -44,11 +44,13 @@ def _main_command_reporting_imports(config, workdir, *overrides):
 
 
 def _run_main(config, workdir, *overrides, devices=1, check=True, report_imports=False,
-              cache=None):
-  """`cache`: the run's XDG_CACHE_HOME, for runs that would write to the user's cache."""
+              cache=None, optimised_code=False):
+  """`cache`: the run's XDG_CACHE_HOME, for runs that would write to the user's cache;
+  `optimised_code`: as `subprocess_env`'s, for runs that evaluate FID."""
   command = (_main_command_reporting_imports if report_imports else _main_command)(
       config, workdir, *overrides)
-  env = subprocess_env(devices, **({"XDG_CACHE_HOME": str(cache)} if cache else {}))
+  env = subprocess_env(devices, optimised_code,
+                       **({"XDG_CACHE_HOME": str(cache)} if cache else {}))
   result = subprocess.run(command, env=env,
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
   if check and result.returncode != 0:
@@ -130,7 +132,10 @@ def test_sigterm_then_resume_equals_uninterrupted_run(tmp_path):
                "--config.checkpoint_every=1000", "--config.model.width=64",
                "--config.batch_size=64"]
   straight = tmp_path / "straight"
-  _run_main("toy2d.py:smoke", straight, *overrides)
+  # The uninterrupted run beside the interrupted one: each uses about one core.
+  straight_run = subprocess.Popen(_main_command("toy2d.py:smoke", straight, *overrides),
+                                  env=subprocess_env(), cwd=REPO_ROOT,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
   interrupted = tmp_path / "interrupted"
   process = subprocess.Popen(_main_command("toy2d.py:smoke", interrupted, *overrides),
@@ -150,6 +155,8 @@ def test_sigterm_then_resume_equals_uninterrupted_run(tmp_path):
 
   _run_main("toy2d.py:smoke", interrupted, *overrides)
   assert _checkpoint_steps(interrupted)[-1] == 300
+  _, stderr = straight_run.communicate(timeout=600)
+  assert straight_run.returncode == 0, stderr[-3000:]
   a, _ = _restore_params("toy2d.py:smoke", straight, {"model.width": 64})
   b, _ = _restore_params("toy2d.py:smoke", interrupted, {"model.width": 64})
   jax.tree.map(np.testing.assert_array_equal, a, b)
