@@ -37,13 +37,27 @@ if TEST_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 
 # One JAX persistent compilation cache for the whole session, shared by every child
-# Python (see `subprocess_env`): each child otherwise compiles the same tiny train steps
-# again. Fresh per session, unless WGAN_GP_TESTS_JAX_CACHE names a folder to keep across
-# sessions (JAX keys its entries by jaxlib version, flags and program).
-_COMPILATION_CACHE = os.environ.get("WGAN_GP_TESTS_JAX_CACHE") or tempfile.mkdtemp(
-    prefix="wgan_gp_tests_jax_cache_")
-if not os.environ.get("WGAN_GP_TESTS_JAX_CACHE"):
+# Python (see `subprocess_env`) and every pytest-xdist worker: each otherwise compiles the
+# same tiny train steps again. Fresh per session, unless WGAN_GP_TESTS_JAX_CACHE names a
+# folder to keep across sessions (JAX keys its entries by jaxlib version, flags and
+# program). The process that makes the session's folder (pytest itself, or xdist's
+# controller, which starts its workers after loading this file) removes it at exit.
+_SESSION_CACHE_VARIABLE = "WGAN_GP_TESTS_SESSION_JAX_CACHE"
+_COMPILATION_CACHE = (os.environ.get("WGAN_GP_TESTS_JAX_CACHE")
+                      or os.environ.get(_SESSION_CACHE_VARIABLE))
+if not _COMPILATION_CACHE:
+  _COMPILATION_CACHE = tempfile.mkdtemp(prefix="wgan_gp_tests_jax_cache_")
+  os.environ[_SESSION_CACHE_VARIABLE] = _COMPILATION_CACHE
   atexit.register(shutil.rmtree, _COMPILATION_CACHE, ignore_errors=True)
+
+
+_MOST_WORKERS = 8  # each worker holds JAX (and TensorFlow, for the TFDS tests) in memory
+
+
+def pytest_xdist_auto_num_workers(config):
+  """`-n auto`: the cores this process may run on (os.cpu_count counts the host's, which a
+  container may not get), at most _MOST_WORKERS."""
+  return max(1, min(len(os.sched_getaffinity(0)), _MOST_WORKERS))
 
 
 def compilation_cache_env() -> dict:
@@ -61,8 +75,10 @@ def compilation_cache_env() -> dict:
 
 
 # This process uses the cache too: tests that build the same step twice (a run against its
-# resumed copy) compile it once. Set before JAX is imported, which reads these variables.
-os.environ.update(compilation_cache_env())
+# resumed copy) compile it once. Only programs that take a while to compile: below that,
+# writing an entry for each of the thousands of small programs here costs more than it
+# saves. Set before JAX is imported, which reads these variables.
+os.environ.update(compilation_cache_env(), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5")
 
 
 def subprocess_env(devices: int = 1, optimised_code: bool = False, **extra) -> dict:

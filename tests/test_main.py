@@ -112,7 +112,7 @@ def test_image_folder_smoke_run(image_smoke_run):
   assert grid.shape == (4 * 34 + 2, 4 * 34 + 2, 3)  # 16 samples of 32 px, 2 px padding
   assert grid.std() > 5  # generated content, not a blank canvas
   _, position = _restore_params("celeba64.py:smoke", workdir)
-  assert position == 10 * 5 * 8  # steps × n_critic × batch
+  assert position == 10 * 2 * 8  # steps × n_critic × batch
 
 
 @pytest.mark.slow

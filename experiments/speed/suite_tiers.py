@@ -39,7 +39,8 @@ def _pytest_counts(output: str) -> dict:
 
 def _run_pytest(tier: str, prefix: list[str], env: dict) -> dict:
   env = dict(env)
-  env.pop("WGAN_GP_TESTS_JAX_CACHE", None)  # cold: a fresh compilation cache per run
+  for variable in ("WGAN_GP_TESTS_JAX_CACHE", "WGAN_GP_TESTS_SESSION_JAX_CACHE"):
+    env.pop(variable, None)  # cold: a fresh compilation cache per run
   command = [sys.executable, *prefix, "-m", "pytest", "-q", "-p", "no:cacheprovider",
              *TIER_ARGS[tier]]
   start = time.monotonic()
