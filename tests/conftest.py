@@ -23,15 +23,16 @@ requires_celeba_tar = pytest.mark.skipif(
 # one train-and-resume through `python -m wgan_gp.main`, tiny configs);
 # `slow` marks the tests that train for long, start several processes (distributed,
 # signals), execute the notebook, cross-check against PyTorch or run the real Inception
-# weights. The full suite runs both.
+# weights. The full suite runs both. Both run on every usable core through pytest-xdist
+# (`-n auto` in pyproject.toml; `-n 0` runs one test at a time, in this process).
 
 # LLVM at -O0 for every test process (this one and each child): the suite's programs are
 # tiny, so compiling them costs more than running them, and -O0 cuts a third of the
 # compilation (the children that run the real Inception over many images opt out:
-# `subprocess_env(optimised_code=True)`). XLA's own HLO passes still run, so the tests see the programs that a
-# training run compiles (the slow-convolution checks in test_layers.py read those), only
-# less optimised machine code. Numbers may differ from -O2 in the last bits; no test
-# compares against figures computed under other flags.
+# `subprocess_env(optimised_code=True)`). XLA's own HLO passes still run, so the tests see
+# the programs that a training run compiles (the slow-convolution checks in test_layers.py
+# read those), only less optimised machine code. Numbers may differ from -O2 in the last
+# bits; no test compares against figures computed under other flags.
 TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
 if TEST_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
@@ -56,8 +57,10 @@ _MOST_WORKERS = 8  # each worker holds JAX (and TensorFlow, for the TFDS tests) 
 
 def pytest_xdist_auto_num_workers(config):
   """`-n auto`: the cores this process may run on (os.cpu_count counts the host's, which a
-  container may not get), at most _MOST_WORKERS."""
-  return max(1, min(len(os.sched_getaffinity(0)), _MOST_WORKERS))
+  container may not get; macOS has no sched_getaffinity), at most _MOST_WORKERS."""
+  usable = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1)
+  return max(1, min(usable, _MOST_WORKERS))
 
 
 def compilation_cache_env() -> dict:
