@@ -119,8 +119,10 @@ carry_report() {
   if (( total > CARRY_BUDGET_MIB * MIB )); then
     echo "error: the carry, $(mib "$total") MiB, is over its $CARRY_BUDGET_MIB MiB budget;" \
          "the largest files git sends:" >&2
+    # awk, not head, keeps the first five: head would exit early and, under pipefail,
+    # sort's SIGPIPE would become this report's exit code (141).
     sent_files | { xargs -0 -r stat -c '%s %n' -- 2> /dev/null || true; } | sort -rn \
-      | head -5 | awk '{ s = $1; $1 = ""; printf "  %8.2f MiB %s\n", s / 1048576, $0 }' >&2
+      | awk 'NR <= 5 { s = $1; $1 = ""; printf "  %8.2f MiB %s\n", s / 1048576, $0 }' >&2
     return 1
   fi
 }
