@@ -216,6 +216,14 @@ def train(config: str, workdir, *overrides, devices: int = 1, **env):
   return result
 
 
+def wait_for_success(child):
+  """Waits for a child started beside other work (`subprocess.Popen`, stderr piped) and
+  asserts that it exited 0, with its stderr's tail; returns its stdout (None unpiped)."""
+  stdout, stderr = child.communicate(timeout=600)
+  assert child.returncode == 0, f"exit {child.returncode}:\n{stderr[-3000:]}"
+  return stdout
+
+
 @pytest.fixture(scope="session")
 def toy_smoke_run(tmp_path_factory):
   """One `python -m wgan_gp.main --config=configs/toy2d.py:smoke` run for the whole

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from conftest import (CELEBA_TAR, CONFIGS, REPO_ROOT, copy_run, requires_celeba_tar,
-                      subprocess_env)
+                      subprocess_env, wait_for_success)
 from wgan_gp import exit_codes, gan_state
 from wgan_gp.checkpoint import Checkpointer, abstract_like
 from wgan_gp.config import load_config
@@ -155,8 +155,7 @@ def test_sigterm_then_resume_equals_uninterrupted_run(tmp_path):
 
   _run_main("toy2d.py:smoke", interrupted, *overrides)
   assert _checkpoint_steps(interrupted)[-1] == 300
-  _, stderr = straight_run.communicate(timeout=600)
-  assert straight_run.returncode == 0, stderr[-3000:]
+  wait_for_success(straight_run)
   a, _ = _restore_params("toy2d.py:smoke", straight, {"model.width": 64})
   b, _ = _restore_params("toy2d.py:smoke", interrupted, {"model.width": 64})
   jax.tree.map(np.testing.assert_array_equal, a, b)

@@ -10,7 +10,7 @@ import optax
 import pytest
 from jax import lax, monitoring
 
-from conftest import CONFIGS, REPO_ROOT, subprocess_env
+from conftest import CONFIGS, REPO_ROOT, subprocess_env, wait_for_success
 from wgan_gp import data, gan_state, iteration, losses, parallel
 from wgan_gp.checkpoint import Checkpointer, abstract_like
 from wgan_gp.config import load_config
@@ -129,8 +129,7 @@ def test_several_devices_match_one_device_on_the_same_global_batches(tmp_path):
       for devices in (1, 4)}
   results = {}
   for devices, child in children.items():
-    _, stderr = child.communicate(timeout=600)
-    assert child.returncode == 0, stderr[-3000:]
+    wait_for_success(child)
     results[devices] = dict(np.load(tmp_path / f"params_{devices}.npz"))
   assert int(results[1].pop("devices")) == 1 and int(results[4].pop("devices")) == 4
   assert results[1].keys() == results[4].keys()
