@@ -28,9 +28,30 @@ def _params(n, side, seed=1):
 
 def test_policy_parsing_orders_and_refuses_unknown_names():
   assert augment.parse_policy("cutout, translation,color") == ALL
+  assert augment.parse_policy("translation,flip") == ("flip", "translation")
   assert augment.parse_policy("") == ()
-  with pytest.raises(ValueError, match="unknown augmentation \\['flip'\\]"):
-    augment.parse_policy("translation,flip")
+  with pytest.raises(ValueError, match="^config.augment: unknown augmentation \\['rotate'\\]"):
+    augment.parse_policy("translation,rotate")
+  with pytest.raises(ValueError, match="^config.loss.consistency_augment: unknown"):
+    augment.parse_policy("rotate", "config.loss.consistency_augment")
+
+
+def test_flip_mirrors_the_columns_of_the_samples_it_draws_and_no_others():
+  x, p = _images(n=64), _params(64, 16)
+  y = np.asarray(augment.flip(x, p))
+  flipped = np.asarray(p.flip)
+  assert 16 < flipped.sum() < 48  # about half
+  np.testing.assert_array_equal(y[flipped], np.asarray(x)[flipped][:, :, ::-1])
+  np.testing.assert_array_equal(y[~flipped], np.asarray(x)[~flipped])
+
+
+def test_the_flip_draws_a_stream_of_its_own_so_the_other_fields_keep_their_values():
+  key = jax.random.PRNGKey(7)
+  keys = jax.random.split(key, 5)
+  p = augment.draw(key, (16, 16, 3))
+  assert float(p.brightness) == float(jax.random.uniform(keys[0]) - 0.5)
+  assert float(p.contrast) == float(jax.random.uniform(keys[2]) + 0.5)
+  assert bool(p.flip) == bool(jax.random.bernoulli(jax.random.fold_in(key, 5)))
 
 
 def test_parameters_have_their_documented_ranges():
@@ -83,7 +104,7 @@ def test_color_matches_its_formulas():
     np.testing.assert_allclose(y[i], v, atol=1e-5)
 
 
-@pytest.mark.parametrize("policy", [("color",), ("translation",), ("cutout",), ALL])
+@pytest.mark.parametrize("policy", [("flip",), ("color",), ("translation",), ("cutout",), ALL])
 def test_each_sample_is_augmented_on_its_own(policy):
   """A sample's result depends only on its image and its key, not on its batch-mates."""
   x = _images(n=5)

@@ -7,6 +7,7 @@ keeps the critic from memorising without putting augmented images into the gener
 distribution.
 
 `config.augment` is a comma-separated subset of the policies, applied in this order:
+  flip         a horizontal mirror, with probability 1/2
   color        brightness + U[-0.5, 0.5), saturation ×U[0, 2), contrast ×U[0.5, 1.5)
   translation  a shift of up to 1/8 of the side in each axis, zero padding
   cutout       a zeroed square of half the side, centred anywhere in the image
@@ -16,6 +17,8 @@ pure, differentiable function of the images and those parameters. Images are NHW
 
 The penalty sees the critic's own input: the interpolates are taken between augmented
 reals and augmented fakes (see `wgan_gp.losses` and experiments/faces64/README.md).
+The consistency regularisation (`config.loss.consistency_*`) draws its transforms from
+the same policies, for images the critic is asked to score alike instead.
 """
 
 from typing import NamedTuple
@@ -23,17 +26,18 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-POLICIES = ("color", "translation", "cutout")
+POLICIES = ("flip", "color", "translation", "cutout")
 TRANSLATION_RATIO = 1 / 8
 CUTOUT_RATIO = 1 / 2
 
 
-def parse_policy(text: str) -> tuple[str, ...]:
-  """'translation,cutout,color' -> the policies in their order of application."""
+def parse_policy(text: str, field: str = "config.augment") -> tuple[str, ...]:
+  """'translation,cutout,color' -> the policies in their order of application; an
+  unknown name is an error that names `field`, the setting it came from."""
   names = {name.strip() for name in (text or "").split(",") if name.strip()}
   unknown = sorted(names - set(POLICIES))
   if unknown:
-    raise ValueError(f"config.augment: unknown augmentation {unknown}; expected a "
+    raise ValueError(f"{field}: unknown augmentation {unknown}; expected a "
                      f"comma-separated subset of {','.join(POLICIES)} (empty: none)")
   return tuple(name for name in POLICIES if name in names)
 
@@ -45,6 +49,7 @@ class Params(NamedTuple):
   contrast: jax.Array  # factor on the deviation from the image mean, [0.5, 1.5)
   shift: jax.Array  # int32 [2]: rows, columns; |shift| <= round(side / 8)
   cutout_centre: jax.Array  # int32 [2]: rows, columns, in [0, side]
+  flip: jax.Array  # bool: mirror the columns
 
 
 def _max_shift(side: int) -> int:
@@ -62,11 +67,17 @@ def draw(key, image_shape) -> Params:
   return Params(brightness=jax.random.uniform(keys[0]) - 0.5,
                 saturation=2.0 * jax.random.uniform(keys[1]),
                 contrast=jax.random.uniform(keys[2]) + 0.5,
-                shift=shift, cutout_centre=cutout_centre)
+                shift=shift, cutout_centre=cutout_centre,
+                # A stream of its own: the other fields draw what they drew before it.
+                flip=jax.random.bernoulli(jax.random.fold_in(key, len(keys))))
 
 
 def _per_image(values, images):
   return values.reshape((-1,) + (1,) * (images.ndim - 1)).astype(images.dtype)
+
+
+def flip(images, params: Params):
+  return jnp.where(_per_image(params.flip, images) > 0, images[:, :, ::-1], images)
 
 
 def color(images, params: Params):
@@ -113,7 +124,7 @@ def cutout(images, params: Params):
   return images * cutout_mask(params, images.shape[1], images.shape[2], images.dtype)
 
 
-_TRANSFORMS = {"color": color, "translation": translation, "cutout": cutout}
+_TRANSFORMS = {"flip": flip, "color": color, "translation": translation, "cutout": cutout}
 
 
 def apply(images, params: Params, policy: tuple[str, ...]):

@@ -92,6 +92,15 @@ def base_config() -> ml_collections.ConfigDict:
   # skip its double backward. It must divide n_critic, so that which updates carry it is
   # fixed at compile time (wgan_gp/iteration.py). 1: every update (the paper).
   config.loss.gp_every = 1
+  # Balanced consistency regularisation (bCR, Zhao et al. 2021), for a critic that starts
+  # to memorise the reals (a growing train/held-out gap of its scores, data.holdout):
+  # λ_real·E[(D(x) − D(T(x)))²] + λ_fake·E[(D(G(z)) − D(T(G(z))))²], with T drawn per
+  # sample from consistency_augment (wgan_gp/augment.py's policies). The generator never
+  # trains on T's images. They used 10 and 10 with flips and shifts of 1/8 of the side.
+  # WGAN-GP only; 0 and 0: off, and the step scores no transformed batch.
+  config.loss.consistency_real_weight = 0.0
+  config.loss.consistency_fake_weight = 0.0
+  config.loss.consistency_augment = "flip,translation"
   # Differentiable augmentation of everything the critic sees (wgan_gp/augment.py): a
   # comma-separated subset of 'color,translation,cutout' (empty: none).
   config.augment = ""
@@ -263,6 +272,9 @@ LATER_FIELD_DEFAULTS = {
     "loss.gp_every": 1,
     "ema_halflife_images": 0.0,
     "ema_rampup": 0.05,
+    "loss.consistency_real_weight": 0.0,
+    "loss.consistency_fake_weight": 0.0,
+    "loss.consistency_augment": "flip,translation",
 }
 
 

@@ -22,6 +22,7 @@ from wgan_gp.gan_state import GANState, make_optimizers
 CRITIC_STREAM, GENERATOR_STREAM = 0, 1
 Z_SALT, EPS_SALT, REAL_SALT, FLIP_SALT = 0, 1, 2, 3
 AUGMENT_REAL_SALT, AUGMENT_FAKE_SALT = 4, 5
+CONSISTENCY_REAL_SALT, CONSISTENCY_FAKE_SALT = 6, 7
 
 
 def sample_keys(rng, step, stream: tuple, global_indices):
@@ -114,6 +115,7 @@ def train_step(state: GANState, real_batches, *, gan: GAN, config,
   """
   hparams = hparams or {}
   policy = augment.parse_policy(config.augment)
+  consistency_policy = consistency_transforms(config.loss)
   fraction = jnp.maximum(state.step / config.num_train_steps, time_fraction)
   d_scale = schedules.learning_rate_scale(config.optim.critic, fraction)
   g_scale = schedules.learning_rate_scale(config.optim.generator, fraction)
@@ -146,9 +148,15 @@ def train_step(state: GANState, real_batches, *, gan: GAN, config,
       # The critic sees augmented reals and fakes, and the penalty interpolates those.
       real = augment.augment(real, salted(keys, AUGMENT_REAL_SALT), policy)
       fake = augment.augment(fake, salted(keys, AUGMENT_FAKE_SALT), policy)
+      transformed = None
+      if consistency_policy:  # bCR: the critic's own inputs, transformed once more
+        transformed = (
+            augment.augment(real, salted(keys, CONSISTENCY_REAL_SALT), consistency_policy),
+            augment.augment(fake, salted(keys, CONSISTENCY_FAKE_SALT), consistency_policy))
 
     def loss_fn(params):
-      return loss.critic_loss(gan.criticize, params, real, fake, eps, penalize=penalize)
+      return loss.critic_loss(gan.criticize, params, real, fake, eps, penalize=penalize,
+                              transformed=transformed)
 
     # The named scopes label the HLO, so a profile can tell the step's parts apart
     # (experiments/speed/profile_step.py); they change no computation.
@@ -208,6 +216,16 @@ def train_step(state: GANState, real_batches, *, gan: GAN, config,
                             g_opt_state=g_opt_state, d_opt_state=d_opt_state,
                             ema_g_params=ema_g_params)
   return new_state, metrics
+
+
+def consistency_transforms(loss_config) -> tuple[str, ...]:
+  """The transforms of the consistency regularisation; () when both weights are 0 (or
+  for a config from before it), so that the step draws and scores nothing more."""
+  if not (loss_config.get("consistency_real_weight", 0.0)
+          or loss_config.get("consistency_fake_weight", 0.0)):
+    return ()
+  return augment.parse_policy(loss_config.consistency_augment,
+                             "config.loss.consistency_augment")
 
 
 def _scaled(updates, scale):

@@ -75,13 +75,27 @@ def gradient_penalty(critic_fn: Callable, real, fake, eps):
   return jnp.mean(jnp.square(norms - 1.0)), norms
 
 
+def consistency_penalty(critic_fn: Callable, scores, transformed):
+  """E[(D(x) − D(T(x)))²], given the scores D(x) and the transformed batch T(x): the
+  consistency regularisation of Zhang et al. (2020), asking the critic to score an image
+  and its transform alike."""
+  return jnp.mean(jnp.square(scores - critic_fn(transformed)))
+
+
 def wgan_gp_critic_loss(critic_fn: Callable, real, fake, eps, gp_weight: float | None,
-                        drift_weight: float = 0.0):
-  """E[D(fake)] − E[D(real)] + λ·penalty (+ drift·E[D(real)²], Karras et al. 2018), and
-  the metrics a researcher watches.
+                        drift_weight: float = 0.0, transformed=None,
+                        consistency_weights: tuple[float, float] = (0.0, 0.0)):
+  """E[D(fake)] − E[D(real)] + λ·penalty (+ drift·E[D(real)²], Karras et al. 2018)
+  (+ balanced consistency, below), and the metrics a researcher watches.
 
   `gp_weight=None` leaves the penalty out of the computation (the lazy penalty's updates
   between penalised ones): no interpolates, no double backward, no penalty metrics.
+
+  `transformed` = (T(real), T(fake)), the same batches under random transforms, adds
+  bCR (Zhao et al. 2021): λ_real·E[(D(real) − D(T(real)))²] + λ_fake·E[(D(fake) −
+  D(T(fake)))²] with (λ_real, λ_fake) = `consistency_weights`; a weight of 0 leaves its
+  term out of the computation. Only the critic sees transformed images, so the generator
+  is not taught them. The penalty is unchanged: it interpolates `real` and `fake`.
   """
   real_scores = critic_fn(real)
   fake_scores = critic_fn(fake)
@@ -95,6 +109,13 @@ def wgan_gp_critic_loss(critic_fn: Callable, real, fake, eps, gp_weight: float |
                    interp_grad_norm_max=jnp.max(norms))
   if not (isinstance(drift_weight, (int, float)) and drift_weight == 0):
     loss = loss + drift_weight * jnp.mean(jnp.square(real_scores))
+  if transformed is not None:
+    for name, scores, batch, weight in zip(("real", "fake"), (real_scores, fake_scores),
+                                           transformed, consistency_weights):
+      if weight:
+        term = consistency_penalty(critic_fn, scores, batch)
+        loss = loss + weight * term
+        metrics[f"consistency_{name}"] = term
   metrics["critic_loss"] = loss
   return loss, metrics
 
@@ -117,9 +138,10 @@ def wgan_generator_loss(fake_scores):
 class Loss:
   """The three places where the losses differ.
 
-  critic_loss(criticize, d_params, real, fake, eps, penalize=True) -> (loss, metrics),
-      where criticize(d_params, x) -> scores [N] and eps [N] places the interpolates;
-      `penalize=False` (a static Python bool) is an update of the lazy penalty without it
+  critic_loss(criticize, d_params, real, fake, eps, penalize=True, transformed=None)
+      -> (loss, metrics), where criticize(d_params, x) -> scores [N] and eps [N] places
+      the interpolates; `penalize=False` (a static Python bool) is an update of the lazy
+      penalty without it; `transformed` = (T(real), T(fake)) for the consistency terms
   generator_loss(fake_scores) -> loss
   constrain_critic(d_params) -> d_params, applied after every critic update
   """
@@ -145,10 +167,11 @@ def _metrics(criticize, d_params, real, fake, eps, loss, real_scores, fake_score
   }
 
 
-def wgan_critic_loss(criticize, d_params, real, fake, eps, penalize=True):
+def wgan_critic_loss(criticize, d_params, real, fake, eps, penalize=True,
+                     transformed=None):
   """The original WGAN critic loss E[D(fake)] − E[D(real)] (Arjovsky et al. 2017); the
   Lipschitz constraint comes from `clip_weights` after each update."""
-  del penalize  # it trains on no penalty (validation refuses loss.gp_every here)
+  del penalize, transformed  # no penalty, no consistency (validation refuses them here)
   real_scores, fake_scores = criticize(d_params, real), criticize(d_params, fake)
   loss = jnp.mean(fake_scores) - jnp.mean(real_scores)
   return loss, _metrics(criticize, d_params, real, fake, eps, loss, real_scores, fake_scores)
@@ -160,9 +183,10 @@ def clip_weights(d_params, clip_value):
   return jax.tree.map(lambda p: jnp.clip(p, -clip_value, clip_value), d_params)
 
 
-def gan_critic_loss(criticize, d_params, real, fake, eps, penalize=True):
+def gan_critic_loss(criticize, d_params, real, fake, eps, penalize=True,
+                    transformed=None):
   """The standard GAN discriminator loss on logits: −log σ(D(real)) − log(1 − σ(D(fake)))."""
-  del penalize  # it trains on no penalty (validation refuses loss.gp_every here)
+  del penalize, transformed  # no penalty, no consistency (validation refuses them here)
   real_scores, fake_scores = criticize(d_params, real), criticize(d_params, fake)
   loss = jnp.mean(jax.nn.softplus(-real_scores)) + jnp.mean(jax.nn.softplus(fake_scores))
   return loss, _metrics(criticize, d_params, real, fake, eps, loss, real_scores, fake_scores)
@@ -191,10 +215,13 @@ def _wgan_gp_loss(hp) -> Loss:
   # the rate nor the βs.
   penalised_weight = hp["gp_weight"] * hp.get("gp_every", 1)
 
-  def critic_loss(criticize, d_params, real, fake, eps, penalize=True):
+  consistency_weights = (hp.get("consistency_real_weight", 0.0),
+                         hp.get("consistency_fake_weight", 0.0))
+
+  def critic_loss(criticize, d_params, real, fake, eps, penalize=True, transformed=None):
     return wgan_gp_critic_loss(functools.partial(criticize, d_params), real, fake, eps,
                                penalised_weight if penalize else None,
-                               hp.get("drift_weight", 0.0))
+                               hp.get("drift_weight", 0.0), transformed, consistency_weights)
   return Loss(critic_loss, wgan_generator_loss, _unconstrained)  # the penalty, no clipping
 
 

@@ -60,6 +60,24 @@ def check_values(config) -> None:
   if config.loss.drift_weight and config.loss.name != "wgan-gp":
     raise ValueError(f"config.loss.drift_weight applies to the wgan-gp loss, not "
                      f"{config.loss.name!r}: set --config.loss.drift_weight=0")
+  consistency = {name: config.loss.get(f"consistency_{name}_weight", 0.0)
+                 for name in ("real", "fake")}
+  for name, weight in consistency.items():
+    if weight < 0:
+      raise ValueError(f"config.loss.consistency_{name}_weight={weight:g} is negative: set "
+                       f"it to 0 (off) or more (bCR used 10)")
+  if any(consistency.values()):
+    if config.loss.name != "wgan-gp":
+      raise ValueError(f"config.loss.consistency_*_weight applies to the wgan-gp loss, not "
+                       f"{config.loss.name!r}: set both to 0")
+    if config.data.source in TOY_SOURCES:
+      raise ValueError(f"config.loss.consistency_*_weight transforms images, and "
+                       f"{config.data.source} is 2-D toy data: set both to 0")
+    if not augment.parse_policy(config.loss.consistency_augment,
+                              "config.loss.consistency_augment"):
+      raise ValueError("config.loss.consistency_augment is empty, so the consistency terms "
+                       "would compare each image with itself: name transforms, e.g. "
+                       "--config.loss.consistency_augment=flip,translation")
   gp_every = config.loss.get("gp_every", 1)
   if gp_every != 1 and config.loss.name != "wgan-gp":
     raise ValueError(f"config.loss.gp_every applies to the wgan-gp loss, not "
