@@ -96,13 +96,14 @@ def base_config() -> ml_collections.ConfigDict:
   # to memorise the reals (a growing train/held-out gap of its scores, data.holdout):
   # λ_real·E[(D(x) − D(T(x)))²] + λ_fake·E[(D(G(z)) − D(T(G(z))))²], with T drawn per
   # sample from consistency_augment (wgan_gp/augment.py's policies). The generator never
-  # trains on T's images. They used 10 and 10 with flips and shifts of 1/8 of the side.
+  # trains on T's images. They used 10 and 10 with flips and shifts of 1/8 of the side;
+  # on this critic 10 stalls it and 1 holds the gap at 0 (experiments/faces64/README.md).
   # WGAN-GP only; 0 and 0: off, and the step scores no transformed batch.
   config.loss.consistency_real_weight = 0.0
   config.loss.consistency_fake_weight = 0.0
   config.loss.consistency_augment = "flip,translation"
   # Differentiable augmentation of everything the critic sees (wgan_gp/augment.py): a
-  # comma-separated subset of 'color,translation,cutout' (empty: none).
+  # comma-separated subset of 'flip,color,translation,cutout' (empty: none).
   config.augment = ""
 
   config.batch_size = 64  # global: split across all devices of all processes

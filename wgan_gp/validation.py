@@ -65,7 +65,7 @@ def check_values(config) -> None:
   for name, weight in consistency.items():
     if weight < 0:
       raise ValueError(f"config.loss.consistency_{name}_weight={weight:g} is negative: set "
-                       f"it to 0 (off) or more (bCR used 10)")
+                       f"it to 0 (off) or more (e.g. 1)")
   if any(consistency.values()):
     if config.loss.name != "wgan-gp":
       raise ValueError(f"config.loss.consistency_*_weight applies to the wgan-gp loss, not "
