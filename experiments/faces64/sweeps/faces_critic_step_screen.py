@@ -46,6 +46,11 @@ TRIALS = [
     {**_ONE_TO_ONE, "model.width": 32,                # ... with the critic's rate doubled
      "optim.critic.learning_rate": 8e-4},
     _RAMPED_EMA,                                      # the EMA from the first step, ramped
+    # Added after the 60-minute bCR run (#35): the two levers that cost little or were
+    # only judged at 60 minutes, each on the screen's winner.
+    {**_LAZY, "model.minibatch_stddev": True},        # PGGAN's minibatch stddev
+    {**_LAZY, "loss.consistency_real_weight": 1.0,    # bCR at the short budget
+     "loss.consistency_fake_weight": 1.0},
 ]
 # Another seed of the recipe and the screen's best (the lazy penalty), in a workdir of
 # its own: FACES_SCREEN_SEED=1 python -m wgan_gp.sweep ... --workdir=runs/..._seed1
@@ -53,7 +58,7 @@ SEED = int(os.environ.get("FACES_SCREEN_SEED", "0"))
 if SEED:
   TRIALS = [{**trial, "seed": SEED} for trial in TRIALS[:2]]
 NAME_KEYS = ["loss.gp_every", "n_critic", "model.width", "optim.critic.learning_rate",
-             "ema_halflife_images"]
+             "ema_halflife_images", "model.minibatch_stddev", "loss.consistency_real_weight"]
 SORT_BY = "eval/swd"
 COLUMNS = ["eval/swd", "eval/critic_score_gap", "step", "steps_per_sec", "training_seconds",
            "wasserstein", "gradient_penalty", "interp_grad_norm_mean"]
