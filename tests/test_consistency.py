@@ -7,6 +7,7 @@ import jax
 import ml_collections
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from conftest import CONFIGS
@@ -147,6 +148,83 @@ def _critic_inputs(state, gan, real_u8):
   return real, fake, eps
 
 
+@pytest.mark.slow  # compiles the step and its reference
+def test_consistency_every_m_puts_bcr_at_m_lambda_on_the_last_update_of_each_group():
+  """n_critic 2 with gp_every 2 and consistency_every 2: the penalty (λ·2) on update 0,
+  bCR (its weights ·2) on update 1, each update written out against the step's critic."""
+  config = _image_config(**{"n_critic": 2, "loss.gp_every": 2, "loss.consistency_every": 2,
+                            "loss.consistency_real_weight": 1.0,
+                            "loss.consistency_fake_weight": 0.5})
+  check_values(config)
+  step_gan = gan_state.build_gan(config, parallel.AXIS_NAME)
+  gan = gan_state.build_gan(config)
+  state = gan_state.create_train_state(config, gan)
+  real_u8 = np.asarray(jax.random.randint(jax.random.PRNGKey(4), (2, 4, 16, 16, 3), 0, 256),
+                       np.uint8)
+  policy = augment.parse_policy(config.augment)
+  transforms = augment.parse_policy(config.loss.consistency_augment)
+
+  def reference_critic(state):
+    _, d_optimizer = gan_state.make_optimizers(config)
+    d_params, d_opt_state = state.d_params, state.d_opt_state
+    for k in range(2):
+      keys = iteration.sample_keys(state.rng, state.step, (iteration.CRITIC_STREAM, k),
+                                   jnp.arange(4))
+      z = iteration.per_sample(lambda key: jax.random.normal(key, (gan.z_dim,)), keys,
+                               iteration.Z_SALT)
+      eps = iteration.per_sample(jax.random.uniform, keys, iteration.EPS_SALT)
+      real = jnp.asarray(real_u8[k], jnp.float32) / 127.5 - 1.0
+      real = augment.augment(real, iteration.salted(keys, iteration.AUGMENT_REAL_SALT), policy)
+      fake = augment.augment(gan.generate(state.g_params, z),
+                             iteration.salted(keys, iteration.AUGMENT_FAKE_SALT), policy)
+      real_t = augment.augment(real, iteration.salted(keys, iteration.CONSISTENCY_REAL_SALT),
+                               transforms)
+      fake_t = augment.augment(fake, iteration.salted(keys, iteration.CONSISTENCY_FAKE_SALT),
+                               transforms)
+
+      def loss(p, k=k, real=real, fake=fake, eps=eps, real_t=real_t, fake_t=fake_t):
+        critic = functools.partial(gan.criticize, p)
+        value = jnp.mean(critic(fake)) - jnp.mean(critic(real))
+        if k == 0:
+          return value + 2 * config.loss.gp_weight * losses.gradient_penalty(
+              critic, real, fake, eps)[0]
+        return (value + 2 * 1.0 * jnp.mean(jnp.square(critic(real) - critic(real_t)))
+                + 2 * 0.5 * jnp.mean(jnp.square(critic(fake) - critic(fake_t))))
+
+      updates, d_opt_state = d_optimizer.update(jax.grad(loss)(d_params), d_opt_state, d_params)
+      d_params = optax.apply_updates(d_params, updates)
+    return d_params
+
+  expected = jax.jit(reference_critic)(state)
+  step = iteration.make_train_step(config, step_gan)
+  new_state, metrics = step(parallel.replicate(state), real_u8[None])
+  close = functools.partial(np.testing.assert_allclose, rtol=2e-4, atol=2e-6)
+  jax.tree.map(close, parallel.unreplicate(new_state).d_params, expected)
+  metrics = iteration.host_metrics(metrics)
+  assert metrics["consistency_real"] > 0 and metrics["consistency_fake"] > 0
+  assert metrics["gradient_penalty"] > 0
+
+
+def _critic_products(config, gan, state, real_u8):
+  """Convolutions and matrix products in the step's program (a folded layer is a product)."""
+  step = iteration.make_train_step(config, gan)
+  text = step.lower(parallel.replicate(state), real_u8).as_text()
+  return text.count("stablehlo.convolution") + text.count("stablehlo.dot_general")
+
+
+def test_the_updates_without_bcr_are_traced_without_its_critic_passes():
+  """Not a zero weight: the transformed batches' forward and backward leave the program."""
+  base = {"n_critic": 2, "loss.gp_every": 2}
+  on = {**base, "loss.consistency_real_weight": 1.0, "loss.consistency_fake_weight": 1.0}
+  config = _image_config(**base)
+  gan = gan_state.build_gan(config, parallel.AXIS_NAME)
+  state = gan_state.create_train_state(config, gan_state.build_gan(config))
+  real_u8 = np.zeros((1, 2, 4, 16, 16, 3), np.uint8)
+  off, every_1, every_2 = (_critic_products(_image_config(**overrides), gan, state, real_u8)
+                           for overrides in (base, on, {**on, "loss.consistency_every": 2}))
+  assert every_1 - off == 2 * (every_2 - off) > 0, (off, every_1, every_2)
+
+
 def test_off_by_default_and_for_a_config_from_before_it():
   config = load_config(str(CONFIGS / "celeba64.py:cpu"))
   assert iteration.consistency_transforms(config.loss) == ()
@@ -166,6 +244,10 @@ def test_off_by_default_and_for_a_config_from_before_it():
      "consistency_augment is empty.*--config.loss.consistency_augment=flip,translation"),
     ({"loss.consistency_fake_weight": 10.0, "loss.consistency_augment": "flip,rotate"},
      "^config.loss.consistency_augment: unknown augmentation \\['rotate'\\]"),
+    ({"loss.consistency_every": 2, "n_critic": 2},
+     "^config.loss.consistency_every=2 spaces the consistency terms, and both weights are 0"),
+    ({"loss.consistency_every": 2, "n_critic": 3, "loss.consistency_real_weight": 1.0},
+     "^config.loss.consistency_every=2 must divide config.n_critic=3"),
 ])
 def test_settings_it_refuses_say_what_to_set(overrides, message):
   with pytest.raises(ValueError, match=message):

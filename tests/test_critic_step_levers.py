@@ -139,25 +139,31 @@ def test_a_run_saved_before_the_levers_resumes_as_them_off_and_names_them_when_c
       "ema_halflife_images: 0.0 -> 10000.0", "loss.gp_every: 1 -> 2"]
 
 
-def test_lazy_loop_averages_the_penalty_metrics_over_the_penalised_updates_only():
+def test_scheduled_loop_averages_each_regulariser_over_the_updates_that_carry_it():
   calls = []
 
-  def update(carry, inputs, penalize):
+  def update(carry, inputs, penalize, consistent):
     batch, k = inputs
-    calls.append((int(k), penalize, None if batch is None else float(batch[0])))
+    calls.append((int(k), penalize, consistent, None if batch is None else float(batch[0])))
     metrics = {"wasserstein": jnp.float32(k), "critic_loss": jnp.float32(10 * k)}
     if penalize:
       metrics.update(gradient_penalty=jnp.float32(k + 1), interp_grad_norm_mean=jnp.float32(k),
                      interp_grad_norm_max=jnp.float32(5 - k))
+    if consistent:
+      metrics.update(consistency_real=jnp.float32(k))
     return carry + 1, metrics
 
-  carry, metrics = iteration._lazy_penalty_critic_loop(
-      update, 0, jnp.arange(6.0)[:, None], n_critic=6, gp_every=3)
+  carry, metrics = iteration._scheduled_critic_loop(
+      update, 0, jnp.arange(6.0)[:, None], n_critic=6, gp_every=3, consistency_every=2)
   assert carry == 6
-  assert [(k, p) for k, p, _ in calls] == [(0, True), (1, False), (2, False), (3, True),
-                                           (4, False), (5, False)]
-  assert [batch for _, _, batch in calls] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+  # The penalty on 0 and 3 (the first of each 3), bCR on 1, 3 and 5 (the last of each 2).
+  assert [(k, p, c) for k, p, c, _ in calls] == [
+      (0, True, False), (1, False, True), (2, False, False), (3, True, True),
+      (4, False, False), (5, False, True)]
+  assert [batch for *_, batch in calls] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
   assert float(metrics["wasserstein"]) == pytest.approx(2.5)  # all six updates
   assert float(metrics["gradient_penalty"]) == pytest.approx(2.5)  # updates 0 and 3
   assert float(metrics["interp_grad_norm_mean"]) == pytest.approx(1.5)
   assert float(metrics["interp_grad_norm_max"]) == 5.0  # a max, not a mean
+  # Update 0 has no bCR metric: the names are gathered from every update.
+  assert float(metrics["consistency_real"]) == pytest.approx(3.0)  # updates 1, 3 and 5

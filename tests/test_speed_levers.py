@@ -16,6 +16,7 @@ sys.path.insert(0, str(REPO_ROOT / "experiments" / "speed"))
 import speed_levers  # noqa: E402
 from wgan_gp import conv, losses, models  # noqa: E402
 from wgan_gp.config import base_config  # noqa: E402
+from wgan_gp.validation import check_values  # noqa: E402
 
 
 def test_a_lever_is_faster_only_against_both_controls_in_every_round(tmp_path):
@@ -96,6 +97,20 @@ def test_the_critic_step_levers_set_top_level_and_nested_fields_together():
   config = _config()
   speed_levers._apply_lever(speed_levers.LEVERS["lazy_width_32"][2], config)
   assert (config.loss.gp_every, config.model.width) == (2, 32)
+
+
+@pytest.mark.parametrize("lever, fields", [
+    ("lazy_bcr", (2, 1.0, 1.0, 1)), ("lazy_bcr_every_2", (2, 1.0, 1.0, 2)),
+    ("lazy_bcr_real", (2, 1.0, 0.0, 1))])
+def test_the_bcr_levers_set_configs_that_validation_accepts(lever, fields):
+  config = _config()
+  config.n_critic = 2  # the recipe's, which the lazy penalty and bCR's spacing divide
+  config.data.source = "images"
+  speed_levers._apply_lever(speed_levers.LEVERS[lever][2], config)
+  loss = config.loss
+  assert (loss.gp_every, loss.consistency_real_weight, loss.consistency_fake_weight,
+          loss.consistency_every) == fields
+  check_values(config)
 
 
 def test_the_no_penalty_lever_leaves_the_penalty_out(monkeypatch):

@@ -102,6 +102,11 @@ def base_config() -> ml_collections.ConfigDict:
   config.loss.consistency_real_weight = 0.0
   config.loss.consistency_fake_weight = 0.0
   config.loss.consistency_augment = "flip,translation"
+  # bCR (weighted λ·consistency_every) on every consistency_every-th critic update only,
+  # the last of each group, so that with gp_every equal to it the penalty and bCR take
+  # turns and no update pays for both; the others skip bCR's two extra critic passes. It
+  # must divide n_critic. 1: every update.
+  config.loss.consistency_every = 1
   # Differentiable augmentation of everything the critic sees (wgan_gp/augment.py): a
   # comma-separated subset of 'flip,color,translation,cutout' (empty: none).
   config.augment = ""
@@ -191,6 +196,7 @@ NUMERIC_RANGES = {
     "ema_halflife_images": (lambda v: 0 <= v <= _FLOAT32_MAX, ">= 0 (0: ema_decay decides)"),
     "ema_rampup": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "loss.gp_every": _AT_LEAST_1,
+    "loss.consistency_every": _AT_LEAST_1,
     "loss.drift_weight": (lambda v: 0 <= v <= _FLOAT32_MAX, ">= 0 (0: no drift term)"),
     "log_every": _AT_LEAST_1,
     "sample_every": _AT_LEAST_1,
@@ -276,6 +282,7 @@ LATER_FIELD_DEFAULTS = {
     "loss.consistency_real_weight": 0.0,
     "loss.consistency_fake_weight": 0.0,
     "loss.consistency_augment": "flip,translation",
+    "loss.consistency_every": 1,
 }
 
 

@@ -70,24 +70,28 @@ def _critic_loop(update, carry, inputs, length: int):
   return carry, jax.tree.map(lambda *xs: jnp.stack(xs), *outputs)
 
 
-def _lazy_penalty_critic_loop(update, carry, real_batches, n_critic: int, gp_every: int):
-  """The n_critic updates with the penalty on updates 0, k, 2k, ... only (k = gp_every
-  divides n_critic, so the pattern is the same every step), unrolled so that the others
-  are traced without it: they skip the double backward, where a weight of 0 or a
-  `jnp.where` would still compute it.
+def _scheduled_critic_loop(update, carry, real_batches, n_critic: int, gp_every: int,
+                           consistency_every: int):
+  """The n_critic updates with the penalty on updates 0, k, 2k, ... only (k = gp_every)
+  and the consistency terms on updates m − 1, 2m − 1, ... only (m = consistency_every),
+  so that with k = m the two alternate and no update carries both. Both divide
+  n_critic, so the pattern is the same every step; unrolled so that each update is
+  traced without what it skips: a weight of 0 or a `jnp.where` would still compute the
+  penalty's double backward and the transformed batches' passes.
 
-  The penalty's metrics average the penalised updates. Their norms are measured before
-  each penalised update, at a critic that the k − 1 updates without the penalty (and the
-  generator's) have just moved: they show how well the penalty's grip holds between its
-  applications.
+  A regulariser's metrics average the updates that carry it. The penalty's norms are
+  measured before each penalised update, at a critic that the k − 1 updates without the
+  penalty (and the generator's) have just moved: they show how well the penalty's grip
+  holds between its applications.
   """
   outputs = []
   for k in range(n_critic):
     batch = None if real_batches is None else real_batches[k]
-    carry, output = update(carry, (batch, jnp.int32(k)), penalize=k % gp_every == 0)
+    carry, output = update(carry, (batch, jnp.int32(k)), penalize=k % gp_every == 0,
+                           consistent=(k + 1) % consistency_every == 0)
     outputs.append(output)
   metrics = {}
-  for name in outputs[0]:
+  for name in dict.fromkeys(name for output in outputs for name in output):  # in order
     values = [output[name] for output in outputs if name in output]
     metrics[name] = (jnp.max(jnp.stack(values)) if name == "interp_grad_norm_max"
                      else jnp.mean(jnp.stack(values)))
@@ -131,7 +135,7 @@ def train_step(state: GANState, real_batches, *, gan: GAN, config,
     z = per_sample(lambda k: jax.random.normal(k, (gan.z_dim,)), keys, Z_SALT)
     return keys, z
 
-  def critic_update(carry, inputs, penalize=True):
+  def critic_update(carry, inputs, penalize=True, consistent=True):
     d_params, d_opt_state = carry
     real, critic_iteration = inputs
     keys, z = random_inputs((CRITIC_STREAM, critic_iteration))
@@ -149,7 +153,7 @@ def train_step(state: GANState, real_batches, *, gan: GAN, config,
       real = augment.augment(real, salted(keys, AUGMENT_REAL_SALT), policy)
       fake = augment.augment(fake, salted(keys, AUGMENT_FAKE_SALT), policy)
       transformed = None
-      if consistency_policy:  # bCR: the critic's own inputs, transformed once more
+      if consistency_policy and consistent:  # bCR: the critic's inputs, transformed again
         transformed = (
             augment.augment(real, salted(keys, CONSISTENCY_REAL_SALT), consistency_policy),
             augment.augment(fake, salted(keys, CONSISTENCY_FAKE_SALT), consistency_policy))
@@ -171,15 +175,17 @@ def train_step(state: GANState, real_batches, *, gan: GAN, config,
     return (d_params, d_opt_state), metrics
 
   gp_every = config.loss.get("gp_every", 1)
-  if gp_every == 1:
+  consistency_every = config.loss.get("consistency_every", 1)
+  if gp_every == consistency_every == 1:
     (d_params, d_opt_state), critic_metrics = _critic_loop(
         critic_update, (state.d_params, state.d_opt_state),
         (real_batches, jnp.arange(n_critic)), n_critic)
     critic_metrics = {k: jnp.max(v) if k == "interp_grad_norm_max" else jnp.mean(v)
                       for k, v in critic_metrics.items()}
   else:
-    (d_params, d_opt_state), critic_metrics = _lazy_penalty_critic_loop(
-        critic_update, (state.d_params, state.d_opt_state), real_batches, n_critic, gp_every)
+    (d_params, d_opt_state), critic_metrics = _scheduled_critic_loop(
+        critic_update, (state.d_params, state.d_opt_state), real_batches, n_critic, gp_every,
+        consistency_every)
 
   keys, z = random_inputs((GENERATOR_STREAM,))
   augment_keys = salted(keys, AUGMENT_FAKE_SALT)

@@ -215,8 +215,10 @@ def _wgan_gp_loss(hp) -> Loss:
   # the rate nor the βs.
   penalised_weight = hp["gp_weight"] * hp.get("gp_every", 1)
 
-  consistency_weights = (hp.get("consistency_real_weight", 0.0),
-                         hp.get("consistency_fake_weight", 0.0))
+  # bCR on one update in m (consistency_every) weighs λ·m, likewise.
+  consistency_every = hp.get("consistency_every", 1)
+  consistency_weights = (hp.get("consistency_real_weight", 0.0) * consistency_every,
+                         hp.get("consistency_fake_weight", 0.0) * consistency_every)
 
   def critic_loss(criticize, d_params, real, fake, eps, penalize=True, transformed=None):
     return wgan_gp_critic_loss(functools.partial(criticize, d_params), real, fake, eps,

@@ -78,6 +78,15 @@ def check_values(config) -> None:
       raise ValueError("config.loss.consistency_augment is empty, so the consistency terms "
                        "would compare each image with itself: name transforms, e.g. "
                        "--config.loss.consistency_augment=flip,translation")
+  consistency_every = config.loss.get("consistency_every", 1)
+  if consistency_every != 1 and not any(consistency.values()):
+    raise ValueError(f"config.loss.consistency_every={consistency_every} spaces the consistency "
+                     f"terms, and both weights are 0: set --config.loss.consistency_every=1, "
+                     f"or a consistency_real_weight or consistency_fake_weight above 0")
+  if config.n_critic % consistency_every:
+    raise ValueError(f"config.loss.consistency_every={consistency_every} must divide "
+                     f"config.n_critic={config.n_critic}, so the updates with bCR are fixed at "
+                     f"compile time: set --config.loss.consistency_every to a divisor of n_critic")
   gp_every = config.loss.get("gp_every", 1)
   if gp_every != 1 and config.loss.name != "wgan-gp":
     raise ValueError(f"config.loss.gp_every applies to the wgan-gp loss, not "

@@ -64,6 +64,18 @@ LEVERS = {
                       "config:loss.gp_every=2;config:model.width=32"),
     "one_to_one_width_32": ("n_critic=1 and model.width=32", "",
                             "config:n_critic=1;config:model.width=32"),
+    # bCR on the lazy penalty (#35): its cost every update, every other one, reals only.
+    "lazy_bcr": ("loss.gp_every=2 with bCR, loss.consistency_{real,fake}_weight=1: two "
+                 "more critic passes on every critic update", "",
+                 "config:loss.gp_every=2;config:loss.consistency_real_weight=1;"
+                 "config:loss.consistency_fake_weight=1"),
+    "lazy_bcr_every_2": ("lazy_bcr with loss.consistency_every=2: bCR (at 2λ) on the "
+                         "updates without the penalty only", "",
+                         "config:loss.gp_every=2;config:loss.consistency_real_weight=1;"
+                         "config:loss.consistency_fake_weight=1;config:loss.consistency_every=2"),
+    "lazy_bcr_real": ("lazy_bcr on the reals only (consistency_fake_weight=0): one more "
+                      "critic pass per update", "",
+                      "config:loss.gp_every=2;config:loss.consistency_real_weight=1"),
     "ynnpack_convolutions": ("XLA:CPU's YNNPACK convolutions instead of Eigen's",
                              "--xla_cpu_experimental_ynn_fusion_type=+individual_convolution",
                              ""),
